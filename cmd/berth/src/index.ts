@@ -1,0 +1,2 @@
+export { runCli, buildProgram } from './cli';
+export { formatTable } from './output';

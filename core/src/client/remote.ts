@@ -1,0 +1,224 @@
+import * as grpc from '@grpc/grpc-js';
+import { eventsV1, introspectionV1, namespacesV1, versionV1 } from '@berth/proto';
+import { BerthError, CanceledError, fromGrpcError, UnavailableError } from '../errdefs';
+import type { AnyMessage, EventEnvelope } from '../events/types';
+import type { Labels, Namespace } from '../metadata/types';
+import { DEFAULT_NAMESPACE } from '../version';
+import type { Berth, EventsApi, IntrospectionApi, NamespacesApi, PluginInfo, VersionInfo } from './types';
+
+/** gRPC metadata key carrying the namespace, as containerd reads it. */
+export const NAMESPACE_HEADER = 'containerd-namespace';
+
+export interface ConnectOptions {
+  namespace?: string;
+  /** How long to wait for the socket to accept a connection. */
+  timeoutMs?: number;
+}
+
+type Callback<Res> = (err: grpc.ServiceError | null, res: Res) => void;
+
+/** Makes one unary call; server errors come back as berth error kinds. */
+function call<Res>(invoke: (callback: Callback<Res>) => unknown): Promise<Res> {
+  return new Promise((resolve, reject) => {
+    invoke((err, res) => (err ? reject(fromGrpcError(err)) : resolve(res)));
+  });
+}
+
+/** Turns `/path` or `unix:///path` into a grpc-js target. */
+export function grpcTarget(address: string): string {
+  if (address.startsWith('unix:')) return address;
+  return `unix://${address}`;
+}
+
+/** The gRPC channel and typed clients for every service berthd serves. */
+class Connection {
+  readonly version: versionV1.VersionClient;
+  readonly namespaces: namespacesV1.NamespacesClient;
+  readonly introspection: introspectionV1.IntrospectionClient;
+  readonly events: eventsV1.EventsClient;
+
+  constructor(readonly address: string) {
+    const target = grpcTarget(address);
+    const creds = grpc.credentials.createInsecure();
+    const options = {
+      'grpc.max_receive_message_length': 16 << 20,
+      'grpc.max_send_message_length': 16 << 20,
+    };
+    this.version = new versionV1.VersionClient(target, creds, options);
+    // Share one channel between the clients.
+    const channelOverride = this.version.getChannel();
+    const shared = { ...options, channelOverride } as grpc.ClientOptions;
+    this.namespaces = new namespacesV1.NamespacesClient(target, creds, shared);
+    this.introspection = new introspectionV1.IntrospectionClient(target, creds, shared);
+    this.events = new eventsV1.EventsClient(target, creds, shared);
+  }
+
+  waitReady(timeoutMs: number): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.version.waitForReady(Date.now() + timeoutMs, (err) =>
+        err ? reject(new UnavailableError(`cannot connect to berthd at ${this.address}: ${err.message}`)) : resolve(),
+      );
+    });
+  }
+
+  close(): void {
+    this.version.close();
+  }
+}
+
+class RemoteBerth implements Berth {
+  readonly namespaces: NamespacesApi;
+  readonly events: EventsApi;
+  readonly introspection: IntrospectionApi;
+
+  constructor(
+    private readonly conn: Connection,
+    readonly namespace: string,
+    private readonly owner: boolean,
+  ) {
+    this.namespaces = new RemoteNamespaces(conn, () => this.metadata());
+    this.events = new RemoteEvents(conn, () => this.metadata());
+    this.introspection = new RemoteIntrospection(conn, () => this.metadata());
+  }
+
+  private metadata(): grpc.Metadata {
+    const md = new grpc.Metadata();
+    md.set(NAMESPACE_HEADER, this.namespace);
+    return md;
+  }
+
+  async version(): Promise<VersionInfo> {
+    const res = await call<versionV1.VersionResponse>((cb) => this.conn.version.version({}, this.metadata(), cb));
+    return { version: res.version, revision: res.revision };
+  }
+
+  withNamespace(namespace: string): Berth {
+    return new RemoteBerth(this.conn, namespace, false);
+  }
+
+  async close(): Promise<void> {
+    if (this.owner) this.conn.close();
+  }
+}
+
+class RemoteNamespaces implements NamespacesApi {
+  constructor(
+    private readonly conn: Connection,
+    private readonly md: () => grpc.Metadata,
+  ) {}
+
+  private get client() {
+    return this.conn.namespaces;
+  }
+
+  async list(): Promise<Namespace[]> {
+    const res = await call<namespacesV1.ListNamespacesResponse>((cb) => this.client.list({ filter: '' }, this.md(), cb));
+    return res.namespaces.map((n) => ({ name: n.name, labels: { ...n.labels } }));
+  }
+
+  async get(name: string): Promise<Namespace> {
+    const res = await call<namespacesV1.GetNamespaceResponse>((cb) => this.client.get({ name }, this.md(), cb));
+    return { name: res.namespace?.name ?? name, labels: { ...(res.namespace?.labels ?? {}) } };
+  }
+
+  async create(name: string, labels: Labels = {}): Promise<Namespace> {
+    const res = await call<namespacesV1.CreateNamespaceResponse>((cb) =>
+      this.client.create({ namespace: { name, labels } }, this.md(), cb),
+    );
+    return { name, labels: { ...(res.namespace?.labels ?? {}) } };
+  }
+
+  async label(name: string, labels: Labels): Promise<Namespace> {
+    const updateMask = Object.keys(labels).map((k) => `labels.${k}`);
+    const res = await call<namespacesV1.UpdateNamespaceResponse>((cb) =>
+      this.client.update({ namespace: { name, labels }, updateMask }, this.md(), cb),
+    );
+    return { name, labels: { ...(res.namespace?.labels ?? {}) } };
+  }
+
+  async delete(name: string): Promise<void> {
+    await call<unknown>((cb) => this.client.delete({ name }, this.md(), cb));
+  }
+}
+
+class RemoteIntrospection implements IntrospectionApi {
+  constructor(
+    private readonly conn: Connection,
+    private readonly md: () => grpc.Metadata,
+  ) {}
+
+  async plugins(filters: string[] = []): Promise<PluginInfo[]> {
+    const client = this.conn.introspection;
+    const res = await call<introspectionV1.PluginsResponse>((cb) => client.plugins({ filters }, this.md(), cb));
+    return res.plugins.map((p): PluginInfo => {
+      const message = p.initErr?.message;
+      const skipped = message !== undefined && message.includes('skip plugin');
+      return {
+        type: p.type,
+        id: p.id,
+        requires: p.requires,
+        platforms: p.platforms.map((pl) => [pl.os, pl.architecture, pl.variant].filter(Boolean).join('/')),
+        exports: { ...p.exports },
+        capabilities: p.capabilities,
+        status: p.initErr ? (skipped ? 'skipped' : 'error') : 'ok',
+        error: message,
+      };
+    });
+  }
+
+  async server(): Promise<{ uuid: string }> {
+    const client = this.conn.introspection;
+    const res = await call<introspectionV1.ServerResponse>((cb) => client.server({}, this.md(), cb));
+    return { uuid: res.uuid };
+  }
+}
+
+class RemoteEvents implements EventsApi {
+  constructor(
+    private readonly conn: Connection,
+    private readonly md: () => grpc.Metadata,
+  ) {}
+
+  async publish(topic: string, event: AnyMessage): Promise<void> {
+    const client = this.conn.events;
+    await call<unknown>((cb) =>
+      client.publish({ topic, event: { typeUrl: event.typeUrl, value: Buffer.from(event.value) } }, this.md(), cb),
+    );
+  }
+
+  async *subscribe(filters: string[] = [], signal?: AbortSignal): AsyncIterable<EventEnvelope> {
+    const stream = this.conn.events.subscribe({ filters }, this.md());
+    const onAbort = () => stream.cancel();
+    if (signal?.aborted) return;
+    signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      for await (const env of stream as AsyncIterable<eventsV1.Envelope>) {
+        yield {
+          timestamp: env.timestamp ?? new Date(0),
+          namespace: env.namespace,
+          topic: env.topic,
+          event: { typeUrl: env.event?.typeUrl ?? '', value: env.event?.value ?? new Uint8Array() },
+        };
+      }
+    } catch (err) {
+      const e = fromGrpcError(err);
+      if (signal?.aborted || e instanceof CanceledError || e.kind === 'canceled') return;
+      throw e as BerthError;
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+      stream.cancel();
+    }
+  }
+}
+
+/** Connects to a running berthd; the facade speaks gRPC to it. */
+export async function connect(address: string, options: ConnectOptions = {}): Promise<Berth> {
+  const conn = new Connection(address);
+  try {
+    await conn.waitReady(options.timeoutMs ?? 10_000);
+  } catch (err) {
+    conn.close();
+    throw err;
+  }
+  return new RemoteBerth(conn, options.namespace ?? DEFAULT_NAMESPACE, true);
+}

@@ -1,0 +1,1 @@
+export { startEmbedService, type EmbedServiceOptions, type RunningService } from './service';
