@@ -35,7 +35,7 @@ module.exports = {
   testPathIgnorePatterns: ['/node_modules/', '/lib/'],
   modulePathIgnorePatterns: ['<rootDir>/.*/lib/'],
   transform: {
-    '^.+\\.ts$': ['ts-jest', { isolatedModules: true, tsconfig: '<rootDir>/tsconfig.jest.json' }],
+    '^.+\\.ts$': ['ts-jest', { tsconfig: '<rootDir>/tsconfig.jest.json' }],
   },
   moduleNameMapper,
   setupFiles: ['reflect-metadata'],

@@ -457,6 +457,8 @@ async function phaseCtr(daemons, opts) {
     jobs.push({ key: `${kind}.namespaces_ls`, cmd: opts.ctr, args: ['-a', d.sock, 'namespaces', 'ls'] });
   }
   jobs.push({ key: 'floor.true', cmd: opts.trueBin, args: [] });
+  // not a floor for ctr, but for reading berthd's cold start: node's own start-up
+  jobs.push({ key: 'floor.node', cmd: process.execPath, args: ['-e', ''] });
 
   const samples = Object.fromEntries(jobs.map((j) => [j.key, []]));
   const firstOutput = {};
@@ -543,7 +545,10 @@ function buildRows(results) {
   pair('ctr version - floor (ms)', net(ctr.berth?.version?.median), net(ctr.containerd?.version?.median));
   pair('ctr namespaces ls - floor (ms)', net(ctr.berth?.namespaces_ls?.median), net(ctr.containerd?.namespaces_ls?.median));
   pair('floor: `true` spawned the same way (ms)', floor, floor, 1, false);
+  const nodeFloor = ctr.nodeFloor?.median;
+  pair("reference: `node -e ''` spawned the same way (ms)", nodeFloor, undefined, 1, false);
   pair('idle RSS, VmRSS (MiB)', results.rss.berth?.vmRssMiB, results.rss.containerd?.vmRssMiB);
+  pair('idle RSS, anonymous part (MiB)', results.rss.berth?.rssAnonMiB, results.rss.containerd?.rssAnonMiB);
   return rows;
 }
 
@@ -587,7 +592,7 @@ async function main() {
     samples: { coldStarts: opts.starts, warmStarts: opts.warmStarts, ctr: opts.ctrSamples, warmCtr: opts.warmCtr, idleMs: opts.idleMs },
     method: {
       coldStart: 'spawn on fresh temp dirs until a Version call on a fresh @grpc/grpc-js channel answers; socket polled every ~5 ms; ABBA order',
-      ctr: 'wall time from spawn() to close of `ctr -a SOCK ...` (CONTAINERD_SUPPRESS_DEPRECATION_WARNINGS=1); jobs rotated every round',
+      ctr: 'wall time from spawn() to close of `ctr -a SOCK ...` (CONTAINERD_SUPPRESS_DEPRECATION_WARNINGS=1), `true` and `node -e ""` spawned the same way; jobs rotated every round',
       rss: 'VmRSS of the daemon process (node itself for berthd), median of 5 readings after idle',
       quantiles: 'linear interpolation between closest ranks',
     },
@@ -636,6 +641,7 @@ async function main() {
     };
   }
   ctrStats.floor = stats(ctr.samples['floor.true']);
+  ctrStats.nodeFloor = stats(ctr.samples['floor.node']);
   const results = {
     coldStart: Object.fromEntries(kinds.map((k) => [k, stats(cold.samples[k])])),
     ctr: ctrStats,

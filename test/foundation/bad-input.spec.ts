@@ -27,7 +27,8 @@ describe('bad namespace names are refused with one clear line, nothing created',
     expect(res.stdout).toBe('');
   });
 
-  it.each(badNames)('ctr namespaces create: %s is InvalidArgument', async (_what, name) => {
+  it.each(badNames.filter(([, name]) => name !== ''))('ctr namespaces create: %s is InvalidArgument', async (_what, name) => {
+    // (ctr itself refuses an empty name before calling the server)
     const res = await d.ctr('namespaces', 'create', name);
     expect(res.code).not.toBe(0);
     expect(res.stderr).toMatch(/invalid argument/);

@@ -15,7 +15,8 @@ describe('real ctr against berthd', () => {
 
   it('ctr version shows the server version and the uuid berth reports', async () => {
     const out = await daemon.ctr('version');
-    expect(out.stderr).toBe('');
+    // ctr warns that its own version differs from the server's; nothing else may go wrong.
+    expect(out.stderr.trim().split('\n').filter((l) => !/^WARNING: (version|revision) mismatch$/.test(l))).toEqual([]);
     expect(out.code).toBe(0);
     expect(out.stdout).toMatch(/Server:\s+Version:\s+0\.1\.0\s+Revision:\s+\S+\s+UUID:\s+[0-9a-f-]{36}/);
     const uuid = /UUID:\s+(\S+)/.exec(out.stdout)![1];
@@ -45,10 +46,11 @@ describe('real ctr against berthd', () => {
     expect((await daemon.ctr('namespaces', 'ls', '-q')).stdout).not.toMatch(/^team-a$/m);
   });
 
-  it('ctr namespaces remove of a missing namespace fails with not found', async () => {
-    const rm = await daemon.ctr('namespaces', 'remove', 'never-made');
-    expect(rm.code).not.toBe(0);
-    expect(rm.stderr).toMatch(/not found/);
+  it('removing a missing namespace is NotFound on the wire', async () => {
+    // ctr 1.6 treats NotFound on remove as done; berth's CLI shows the server's answer.
+    const rm = await daemon.berth('namespaces', 'rm', 'never-made');
+    expect(rm.code).toBe(1);
+    expect(rm.stderr.trim()).toBe('berth: namespace "never-made": not found');
   });
 
   it('ctr plugins ls lists berth\'s plugins with their status', async () => {

@@ -134,7 +134,7 @@ export async function loadPlugins(options: LoadPluginsOptions): Promise<PluginSe
         getById: <T>(type: string, id: string) => set.getById<T>(type, id),
         getByType: <T>(type: string) => set.getByType<T>(type),
       });
-      pluginLogger.info('loading plugin');
+      pluginLogger.debug('loading plugin');
       const instance = await reg.init(ctx);
       record.instance = instance;
       if (instance !== undefined) bindConstant(container, pluginToken(reg.type, reg.id), instance);
