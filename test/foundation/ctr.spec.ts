@@ -1,5 +1,6 @@
 import { spawn } from 'child_process';
-import { BerthdHandle, removeDir, startBerthd } from '../harness/daemon';
+import { once } from 'events';
+import { berthBin, BerthdHandle, removeDir, startBerthd } from '../harness/daemon';
 
 // containerd's own ctr 1.6 against berthd: the proof that the split holds.
 describe('real ctr against berthd', () => {
@@ -93,5 +94,29 @@ describe('real ctr against berthd', () => {
     } finally {
       events.kill('SIGINT');
     }
+  });
+
+  it('berth events receives what ctr does, filtered', async () => {
+    const events = spawn(process.execPath, [berthBin, '-a', daemon.address, 'events', 'topic=="/namespaces/update"'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    events.stdout.setEncoding('utf8').on('data', (d: string) => (output += d));
+    events.stderr.setEncoding('utf8').on('data', (d: string) => (output += d));
+    try {
+      expect((await daemon.ctr('namespaces', 'create', 'watched')).code).toBe(0);
+      const deadline = Date.now() + 15_000;
+      while (!output.includes('/namespaces/update') && Date.now() < deadline) {
+        expect((await daemon.ctr('namespaces', 'label', 'watched', `n=${Date.now()}`)).code).toBe(0);
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      const lines = output.trim().split('\n');
+      expect(lines[0]).toMatch(/^\d{4}-\d\d-\d\dT\S+Z watched \/namespaces\/update \{"name":"watched","labels":\{"n":"\d+"\}\}$/);
+      expect(output).not.toContain('/namespaces/create');
+    } finally {
+      events.kill('SIGINT');
+    }
+    const [code] = await once(events, 'exit');
+    expect(code).toBe(0);
   });
 });
