@@ -36,6 +36,21 @@ export {
   unary,
 } from './server/grpc-service';
 
-export type { Berth, EventsApi, IntrospectionApi, NamespacesApi, PluginInfo, VersionInfo } from './client/types';
+export * from './content/types';
+export * from './images/types';
+export * from './leases/types';
+export * from './transfer/types';
+
+export type {
+  Berth,
+  ContentApi,
+  EventsApi,
+  ImagesApi,
+  IntrospectionApi,
+  LeasesApi,
+  NamespacesApi,
+  PluginInfo,
+  VersionInfo,
+} from './client/types';
 export { createBerth, type CreateBerthOptions } from './client/local';
 export { connect, grpcTarget, type ConnectOptions } from './client/remote';

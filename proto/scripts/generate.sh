@@ -57,7 +57,7 @@ plugin=$(find_plugin)
 # so its output, stable across machines.
 mapfile -t proto_files < <(
   cd "$package_dir" &&
-    find containerd google grpc ttrpc -name '*.proto' 2>/dev/null | LC_ALL=C sort
+    find berth containerd google grpc ttrpc -name '*.proto' 2>/dev/null | LC_ALL=C sort
 )
 
 ts_proto_options=(

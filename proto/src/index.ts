@@ -26,6 +26,8 @@ export * as shimTaskV2 from './gen/containerd/task/v2/shim';
 export * as runcOptionsV1 from './gen/containerd/runc/v1/options';
 /** ttrpc frame payloads: Request, Response, KeyValue. */
 export * as ttrpcEnvelope from './gen/ttrpc/ttrpc';
+/** berth's own daemon-side transfers: pull, push, import, export with progress. */
+export * as transferV1 from './gen/berth/services/transfer/v1/transfer';
 export * as healthV1 from './gen/grpc/health/v1/health';
 export * as rpcStatus from './gen/google/rpc/status';
 

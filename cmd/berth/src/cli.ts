@@ -5,6 +5,9 @@ import { registerNamespaceCommands } from './commands/namespaces';
 import { registerPluginCommands } from './commands/plugins';
 import { registerEventCommands } from './commands/events';
 import { registerVersionCommand } from './commands/version';
+import { registerImageCommands } from './commands/images';
+import { registerContentCommands } from './commands/content';
+import { registerLeaseCommands } from './commands/leases';
 
 /** Global options every command sees (ctr's names and environment variables). */
 export interface GlobalOptions {
@@ -53,6 +56,9 @@ export function buildProgram(): { program: Command; exitCode: () => number } {
   registerNamespaceCommands(program, ctx);
   registerPluginCommands(program, ctx);
   registerEventCommands(program, ctx, (code) => (exitCode = code));
+  registerImageCommands(program, ctx);
+  registerContentCommands(program, ctx);
+  registerLeaseCommands(program, ctx);
   return { program, exitCode: () => exitCode };
 }
 

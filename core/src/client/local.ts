@@ -8,7 +8,13 @@ import type { NamespacesService } from '../namespaces/namespaces-service';
 import { createContainer, loadPlugins, type PluginSet } from '../plugin';
 import { PluginRegistration, PluginType } from '../plugin/types';
 import { BERTH_REVISION, BERTH_VERSION, DEFAULT_NAMESPACE } from '../version';
-import type { Berth, EventsApi, VersionInfo } from './types';
+import { NamespacedContentStore } from '../content/types';
+import { ImageStore } from '../images/types';
+import { GarbageCollector, LeaseManager } from '../leases/types';
+import { TransferService } from '../transfer/types';
+import type { interfaces } from 'inversify';
+import { LocalContent, LocalImages, LocalLeases, LocalStores } from './local-apis';
+import type { Berth, ContentApi, EventsApi, ImagesApi, LeasesApi, VersionInfo } from './types';
 
 export interface CreateBerthOptions {
   /** Persistent data (like /var/lib/berth). */
@@ -38,15 +44,38 @@ class LocalEvents implements EventsApi {
   }
 }
 
+function optional<T>(container: interfaces.Container, token: symbol): T | undefined {
+  return container.isBound(token) ? container.get<T>(token) : undefined;
+}
+
+/** The stores other plugins bound in the shared container, where present. */
+function localStores(container: interfaces.Container): LocalStores {
+  return {
+    content: optional(container, NamespacedContentStore),
+    images: optional(container, ImageStore),
+    leases: optional(container, LeaseManager),
+    gc: optional(container, GarbageCollector),
+    transfer: optional(container, TransferService),
+  };
+}
+
 class LocalBerth implements Berth {
   readonly events: EventsApi;
+  readonly images: ImagesApi;
+  readonly content: ContentApi;
+  readonly leases: LeasesApi;
 
   constructor(
     private readonly plugins: PluginSet,
     readonly namespace: string,
     private readonly owner: boolean,
+    readonly lease?: string,
   ) {
     this.events = new LocalEvents(plugins.getSingle<EventExchange>(PluginType.Event), namespace);
+    const stores = localStores(plugins.container);
+    this.images = new LocalImages(stores, namespace);
+    this.content = new LocalContent(stores, namespace, lease);
+    this.leases = new LocalLeases(stores, namespace);
   }
 
   get namespaces(): NamespacesService {
@@ -62,7 +91,11 @@ class LocalBerth implements Berth {
   }
 
   withNamespace(namespace: string): Berth {
-    return new LocalBerth(this.plugins, namespace, false);
+    return new LocalBerth(this.plugins, namespace, false, this.lease);
+  }
+
+  withLease(id: string): Berth {
+    return new LocalBerth(this.plugins, this.namespace, false, id);
   }
 
   async close(): Promise<void> {

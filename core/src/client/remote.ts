@@ -1,13 +1,15 @@
 import * as grpc from '@grpc/grpc-js';
-import { eventsV1, introspectionV1, namespacesV1, versionV1 } from '@berth/proto';
+import { contentV1, eventsV1, imagesV1, introspectionV1, leasesV1, namespacesV1, transferV1, versionV1 } from '@berth/proto';
 import { BerthError, CanceledError, fromGrpcError, UnavailableError } from '../errdefs';
 import type { AnyMessage, EventEnvelope } from '../events/types';
 import type { Labels, Namespace } from '../metadata/types';
 import { DEFAULT_NAMESPACE } from '../version';
-import type { Berth, EventsApi, IntrospectionApi, NamespacesApi, PluginInfo, VersionInfo } from './types';
+import { RemoteContent, RemoteImages, RemoteLeases } from './remote-apis';
+import type { Berth, ContentApi, EventsApi, ImagesApi, IntrospectionApi, LeasesApi, NamespacesApi, PluginInfo, VersionInfo } from './types';
 
-/** gRPC metadata key carrying the namespace, as containerd reads it. */
+/** gRPC metadata keys carrying the namespace and the lease, as containerd reads them. */
 export const NAMESPACE_HEADER = 'containerd-namespace';
+export const LEASE_HEADER = 'containerd-lease';
 
 export interface ConnectOptions {
   namespace?: string;
@@ -36,6 +38,10 @@ class Connection {
   readonly namespaces: namespacesV1.NamespacesClient;
   readonly introspection: introspectionV1.IntrospectionClient;
   readonly events: eventsV1.EventsClient;
+  readonly content: contentV1.ContentClient;
+  readonly images: imagesV1.ImagesClient;
+  readonly leases: leasesV1.LeasesClient;
+  readonly transfer: transferV1.TransferClient;
 
   constructor(readonly address: string) {
     const target = grpcTarget(address);
@@ -51,6 +57,10 @@ class Connection {
     this.namespaces = new namespacesV1.NamespacesClient(target, creds, shared);
     this.introspection = new introspectionV1.IntrospectionClient(target, creds, shared);
     this.events = new eventsV1.EventsClient(target, creds, shared);
+    this.content = new contentV1.ContentClient(target, creds, shared);
+    this.images = new imagesV1.ImagesClient(target, creds, shared);
+    this.leases = new leasesV1.LeasesClient(target, creds, shared);
+    this.transfer = new transferV1.TransferClient(target, creds, shared);
   }
 
   waitReady(timeoutMs: number): Promise<void> {
@@ -70,20 +80,29 @@ class RemoteBerth implements Berth {
   readonly namespaces: NamespacesApi;
   readonly events: EventsApi;
   readonly introspection: IntrospectionApi;
+  readonly images: ImagesApi;
+  readonly content: ContentApi;
+  readonly leases: LeasesApi;
 
   constructor(
     private readonly conn: Connection,
     readonly namespace: string,
     private readonly owner: boolean,
+    readonly lease?: string,
   ) {
-    this.namespaces = new RemoteNamespaces(conn, () => this.metadata());
-    this.events = new RemoteEvents(conn, () => this.metadata());
-    this.introspection = new RemoteIntrospection(conn, () => this.metadata());
+    const md = () => this.metadata();
+    this.namespaces = new RemoteNamespaces(conn, md);
+    this.events = new RemoteEvents(conn, md);
+    this.introspection = new RemoteIntrospection(conn, md);
+    this.images = new RemoteImages(conn, md);
+    this.content = new RemoteContent(conn, md);
+    this.leases = new RemoteLeases(conn, md);
   }
 
   private metadata(): grpc.Metadata {
     const md = new grpc.Metadata();
     md.set(NAMESPACE_HEADER, this.namespace);
+    if (this.lease) md.set(LEASE_HEADER, this.lease);
     return md;
   }
 
@@ -93,7 +112,11 @@ class RemoteBerth implements Berth {
   }
 
   withNamespace(namespace: string): Berth {
-    return new RemoteBerth(this.conn, namespace, false);
+    return new RemoteBerth(this.conn, namespace, false, this.lease);
+  }
+
+  withLease(id: string): Berth {
+    return new RemoteBerth(this.conn, this.namespace, false, id);
   }
 
   async close(): Promise<void> {

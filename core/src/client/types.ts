@@ -1,4 +1,9 @@
+import type { Readable, Writable } from 'stream';
+import type { ContentInfo, Descriptor, IngestStatus, ReadOptions } from '../content/types';
 import type { AnyMessage, EventEnvelope } from '../events/types';
+import type { Image } from '../images/types';
+import type { CreateLeaseOptions, Lease, LeaseResource } from '../leases/types';
+import type { ExportOptions, ImportOptions, PullOptions, PushOptions } from '../transfer/types';
 import type { Labels, Namespace } from '../metadata/types';
 import type { PluginMeta, PluginStatus } from '../plugin/types';
 
@@ -42,6 +47,53 @@ export interface IntrospectionApi {
   server(): Promise<{ uuid: string }>;
 }
 
+export interface ImagesApi {
+  list(filters?: string[]): Promise<Image[]>;
+  /** NotFound if absent. */
+  get(name: string): Promise<Image>;
+  create(image: { name: string; target: Descriptor; labels?: Labels }): Promise<Image>;
+  /** `fieldpaths` as containerd (`labels`, `labels.<k>`, `target`); none updates both. */
+  update(image: { name: string; target?: Descriptor; labels?: Labels }, fieldpaths?: string[]): Promise<Image>;
+  /** A new name for the target of `source`. AlreadyExists if `target` exists. */
+  tag(source: string, target: string): Promise<Image>;
+  /** `sync` waits for garbage collection to reclaim what the image held. */
+  delete(name: string, options?: { sync?: boolean }): Promise<void>;
+  /** Pulls into the content store and records the image (progress via `onProgress`). */
+  pull(ref: string, options?: PullOptions): Promise<Image>;
+  push(name: string, options?: PushOptions): Promise<void>;
+  /** Imports an OCI layout or docker-save tar; returns the images recorded. */
+  import(archive: Readable, options?: ImportOptions): Promise<Image[]>;
+  /** Writes an OCI layout tar of `names` to `out`. */
+  export(names: string[], out: Writable, options?: ExportOptions): Promise<void>;
+}
+
+export interface ContentApi {
+  info(digest: string): Promise<ContentInfo>;
+  list(filters?: string[]): Promise<ContentInfo[]>;
+  read(digest: string, options?: ReadOptions): Promise<Readable>;
+  /** Sets labels; an empty value removes that label. */
+  label(digest: string, labels: Labels): Promise<ContentInfo>;
+  delete(digest: string): Promise<void>;
+  /** Writes `data` under ingest `ref` and commits it, verifying `expected` when given. */
+  ingest(
+    ref: string,
+    data: Readable,
+    options?: { expected?: { size?: number; digest?: string }; labels?: Labels },
+  ): Promise<ContentInfo>;
+  /** Ingests in progress. */
+  active(filters?: string[]): Promise<IngestStatus[]>;
+  abort(ref: string): Promise<void>;
+}
+
+export interface LeasesApi {
+  create(options?: CreateLeaseOptions): Promise<Lease>;
+  list(filters?: string[]): Promise<Lease[]>;
+  delete(id: string, options?: { sync?: boolean }): Promise<void>;
+  addResource(id: string, resource: LeaseResource): Promise<void>;
+  deleteResource(id: string, resource: LeaseResource): Promise<void>;
+  listResources(id: string): Promise<LeaseResource[]>;
+}
+
 /**
  * The one typed API over berth, in-process (`createBerth`) or remote
  * (`connect`). Calls act in `namespace` (default `default`).
@@ -51,8 +103,15 @@ export interface Berth {
   readonly namespaces: NamespacesApi;
   readonly events: EventsApi;
   readonly introspection: IntrospectionApi;
+  readonly images: ImagesApi;
+  readonly content: ContentApi;
+  readonly leases: LeasesApi;
   version(): Promise<VersionInfo>;
   /** The same facade acting in another namespace (shares the connection). */
   withNamespace(namespace: string): Berth;
+  /** The same facade with new content written under lease `id` (kept from GC). */
+  withLease(id: string): Berth;
+  /** The lease new content joins, if any. */
+  readonly lease?: string;
   close(): Promise<void>;
 }

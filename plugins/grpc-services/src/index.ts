@@ -1,17 +1,36 @@
 import type { PluginRegistration } from '@berth/core';
+import { contentGrpcPlugin } from './content-service';
 import { eventsGrpcPlugin } from './events-service';
 import { healthGrpcPlugin } from './health-service';
+import { imagesGrpcPlugin } from './images-service';
 import { introspectionGrpcPlugin } from './introspection-service';
+import { leasesGrpcPlugin } from './leases-service';
 import { namespacesGrpcPlugin } from './namespaces-service';
+import { transferGrpcPlugin } from './transfer-service';
 import { versionGrpcPlugin } from './version-service';
 
-export { eventsGrpcPlugin, healthGrpcPlugin, introspectionGrpcPlugin, namespacesGrpcPlugin, versionGrpcPlugin };
+export {
+  contentGrpcPlugin,
+  eventsGrpcPlugin,
+  healthGrpcPlugin,
+  imagesGrpcPlugin,
+  introspectionGrpcPlugin,
+  leasesGrpcPlugin,
+  namespacesGrpcPlugin,
+  transferGrpcPlugin,
+  versionGrpcPlugin,
+};
+export { LEASE_METADATA_KEY, leaseOf } from './lease-header';
 
-/** Every containerd-compatible gRPC service berth serves, for berthd's builtins. */
+/** Every gRPC service berth serves, for berthd's builtins. */
 export const grpcServicePlugins: PluginRegistration[] = [
   versionGrpcPlugin,
   namespacesGrpcPlugin,
   introspectionGrpcPlugin,
   eventsGrpcPlugin,
   healthGrpcPlugin,
+  contentGrpcPlugin,
+  imagesGrpcPlugin,
+  leasesGrpcPlugin,
+  transferGrpcPlugin,
 ] as PluginRegistration[];
