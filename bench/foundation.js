@@ -39,6 +39,7 @@ function usage() {
   --containerd FILE   containerd binary (default /usr/bin/containerd)
   --ctr FILE          ctr binary (default /usr/bin/ctr)
   --skip-berth        measure containerd only (berth columns empty)
+  --inherit-node-env  keep NODE_OPTIONS / NODE_EXTRA_CA_CERTS for berthd (removed by default)
   --tmp DIR           parent of the temp dirs (default /tmp; keep it short: socket paths)
   --out FILE          JSON result file (default bench/results/foundation-<timestamp>.json)
   -h, --help          this text
@@ -55,6 +56,7 @@ function parseArgs(argv) {
     containerd: '/usr/bin/containerd',
     ctr: '/usr/bin/ctr',
     skipBerth: false,
+    inheritNodeEnv: false,
     tmp: '/tmp',
     out: undefined,
   };
@@ -78,6 +80,7 @@ function parseArgs(argv) {
       case '--containerd': o.containerd = path.resolve(next()); break;
       case '--ctr': o.ctr = path.resolve(next()); break;
       case '--skip-berth': o.skipBerth = true; break;
+      case '--inherit-node-env': o.inheritNodeEnv = true; break;
       case '--tmp': o.tmp = path.resolve(next()); break;
       case '--out': o.out = path.resolve(next()); break;
       case '-h': case '--help': process.stdout.write(usage()); process.exit(0); break;
@@ -281,6 +284,22 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 `;
 }
 
+// Node-only settings of the calling shell don't belong to the daemon under test: e.g.
+// NODE_EXTRA_CA_CERTS pointing at the system bundle adds ~40 ms and ~2 MiB to every node
+// start here. Both daemons (and the `node -e ''` reference) get the same environment.
+const NODE_ENV_VARS = ['NODE_OPTIONS', 'NODE_EXTRA_CA_CERTS'];
+let DAEMON_ENV = process.env;
+function setDaemonEnv(inherit) {
+  DAEMON_ENV = { ...process.env };
+  const removed = [];
+  if (!inherit) {
+    for (const k of NODE_ENV_VARS) {
+      if (k in DAEMON_ENV) { delete DAEMON_ENV[k]; removed.push(k); }
+    }
+  }
+  return removed;
+}
+
 const DAEMONS = {
   berth: {
     label: 'berth',
@@ -314,7 +333,7 @@ async function startDaemon(kind, opts, { timeoutMs = 30000 } = {}) {
   const { cmd, args } = DAEMONS[kind].prepare(dir, sock, opts);
 
   const t0 = performance.now();
-  const child = track(spawn(cmd, args, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] }));
+  const child = track(spawn(cmd, args, { cwd: dir, env: DAEMON_ENV, stdio: ['ignore', 'pipe', 'pipe'] }));
   const out = tail(child.stdout);
   const err = tail(child.stderr);
   let exited = null;
@@ -366,10 +385,10 @@ delete CTR_ENV.CONTAINERD_ADDRESS;
 delete CTR_ENV.CONTAINERD_NAMESPACE;
 
 /** Wall time from spawn() until the process has exited and its output is read. */
-function timeSpawn(cmd, args) {
+function timeSpawn(cmd, args, env = CTR_ENV) {
   return new Promise((resolve) => {
     const t0 = performance.now();
-    const child = track(spawn(cmd, args, { env: CTR_ENV, stdio: ['ignore', 'pipe', 'pipe'] }));
+    const child = track(spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'] }));
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (s) => { stdout += s; });
@@ -425,11 +444,21 @@ function roundOrder(kinds, round) {
 
 async function phaseColdStart(kinds, opts, skipped) {
   const samples = Object.fromEntries(kinds.map((k) => [k, []]));
+  samples.node = [];
   const versions = {};
   const total = opts.warmStarts + opts.starts;
   for (let round = 0; round < total; round++) {
     const warm = round < opts.warmStarts;
-    for (const kind of roundOrder(kinds.filter((k) => !skipped[k]), round)) {
+    const order = roundOrder(kinds.filter((k) => !skipped[k]), round);
+    // Node's own start-up (`node -e ''` until exit), taken in the same rounds so that it
+    // sees the same machine load: a reference for reading berthd's cold start.
+    order.splice(round % (order.length + 1), 0, 'node');
+    for (const kind of order) {
+      if (kind === 'node') {
+        const r = await timeSpawn(process.execPath, ['-e', ''], DAEMON_ENV);
+        if (!warm && r.code === 0) samples.node.push(r.ms);
+        continue;
+      }
       let d;
       try {
         d = await startDaemon(kind, opts);
@@ -443,7 +472,7 @@ async function phaseColdStart(kinds, opts, skipped) {
       await stopDaemon(d);
       await sleep(100);
     }
-    log(`  cold start round ${round + 1}/${total}${warm ? ' (warm-up, discarded)' : ''}: ${kinds
+    log(`  cold start round ${round + 1}/${total}${warm ? ' (warm-up, discarded)' : ''}: ${[...kinds, 'node']
       .map((k) => `${k} ${samples[k].length && !warm ? samples[k][samples[k].length - 1].toFixed(1) + ' ms' : '-'}`)
       .join(', ')}`);
   }
@@ -457,8 +486,6 @@ async function phaseCtr(daemons, opts) {
     jobs.push({ key: `${kind}.namespaces_ls`, cmd: opts.ctr, args: ['-a', d.sock, 'namespaces', 'ls'] });
   }
   jobs.push({ key: 'floor.true', cmd: opts.trueBin, args: [] });
-  // not a floor for ctr, but for reading berthd's cold start: node's own start-up
-  jobs.push({ key: 'floor.node', cmd: process.execPath, args: ['-e', ''] });
 
   const samples = Object.fromEntries(jobs.map((j) => [j.key, []]));
   const firstOutput = {};
@@ -545,8 +572,7 @@ function buildRows(results) {
   pair('ctr version - floor (ms)', net(ctr.berth?.version?.median), net(ctr.containerd?.version?.median));
   pair('ctr namespaces ls - floor (ms)', net(ctr.berth?.namespaces_ls?.median), net(ctr.containerd?.namespaces_ls?.median));
   pair('floor: `true` spawned the same way (ms)', floor, floor, 1, false);
-  const nodeFloor = ctr.nodeFloor?.median;
-  pair("reference: `node -e ''` spawned the same way (ms)", nodeFloor, undefined, 1, false);
+  pair("reference: `node -e ''` until exit (ms)", results.nodeStart?.median, undefined, 1, false);
   pair('idle RSS, VmRSS (MiB)', results.rss.berth?.vmRssMiB, results.rss.containerd?.vmRssMiB);
   pair('idle RSS, anonymous part (MiB)', results.rss.berth?.rssAnonMiB, results.rss.containerd?.rssAnonMiB);
   return rows;
@@ -562,6 +588,8 @@ async function main() {
   for (const [name, f] of [['containerd', opts.containerd], ['ctr', opts.ctr]]) {
     if (!isExecutable(f)) throw new Error(`${name} not found at ${f} (apt-get install containerd)`);
   }
+  const removedEnv = setDaemonEnv(opts.inheritNodeEnv);
+  if (removedEnv.length) log(`daemons run without ${removedEnv.join(', ')} (--inherit-node-env keeps them)`);
   const skipped = {};
   if (opts.skipBerth) skipped.berth = '--skip-berth';
   else if (!fs.existsSync(opts.berthd)) skipped.berth = `${opts.berthd} does not exist (build first: npm run build)`;
@@ -589,10 +617,12 @@ async function main() {
     containerd: opts.containerd,
     ctr: opts.ctr,
     floor: opts.trueBin,
+    daemonEnvRemoved: removedEnv,
     samples: { coldStarts: opts.starts, warmStarts: opts.warmStarts, ctr: opts.ctrSamples, warmCtr: opts.warmCtr, idleMs: opts.idleMs },
     method: {
       coldStart: 'spawn on fresh temp dirs until a Version call on a fresh @grpc/grpc-js channel answers; socket polled every ~5 ms; ABBA order',
-      ctr: 'wall time from spawn() to close of `ctr -a SOCK ...` (CONTAINERD_SUPPRESS_DEPRECATION_WARNINGS=1), `true` and `node -e ""` spawned the same way; jobs rotated every round',
+      ctr: 'wall time from spawn() to close of `ctr -a SOCK ...` (CONTAINERD_SUPPRESS_DEPRECATION_WARNINGS=1), `true` spawned the same way; jobs rotated every round',
+      nodeStart: '`node -e ""` spawned the same way until exit, in the cold-start rounds',
       rss: 'VmRSS of the daemon process (node itself for berthd), median of 5 readings after idle',
       quantiles: 'linear interpolation between closest ranks',
     },
@@ -641,9 +671,9 @@ async function main() {
     };
   }
   ctrStats.floor = stats(ctr.samples['floor.true']);
-  ctrStats.nodeFloor = stats(ctr.samples['floor.node']);
   const results = {
     coldStart: Object.fromEntries(kinds.map((k) => [k, stats(cold.samples[k])])),
+    nodeStart: stats(cold.samples.node),
     ctr: ctrStats,
     rss,
   };
@@ -657,6 +687,7 @@ async function main() {
   const table = renderTable(rows);
   const title = `berth foundation benchmark${opts.quick ? ' (--quick)' : ''}: ${opts.starts} cold starts, ${opts.ctrSamples} ctr samples; ${meta.host.cpus} CPUs, load ${meta.host.loadavgAtStart.map((x) => x.toFixed(2)).join(' ')}`;
   process.stdout.write(`\n${title}\n\n${table}\n`);
+  if (removedEnv.length) process.stdout.write(`\ndaemons and the node reference ran without ${removedEnv.join(', ')} (see --inherit-node-env)\n`);
   for (const [k, why] of Object.entries(skipped)) process.stdout.write(`\n${k} skipped: ${why.split('\n')[0]}\n`);
   if (Object.keys(ctr.failures).length) process.stdout.write(`\nctr failures: ${JSON.stringify(ctr.failures)}\n`);
 
