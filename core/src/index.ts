@@ -36,9 +36,11 @@ export {
   unary,
 } from './server/grpc-service';
 
-export * from './content/types';
-export * from './images/types';
-export * from './leases/types';
+export * from './content';
+export * from './images';
+export * from './leases';
+export * from './gc';
+export * from './snapshots';
 export * from './transfer/types';
 
 export type {

@@ -1,5 +1,6 @@
-import { corePlugins, PluginRegistration } from '@berth/core';
+import { PluginRegistration } from '@berth/core';
+import { defaultPlugins } from '@berth/builtins';
 import { grpcServicePlugins } from '@berth/grpc-services';
 
-/** The plugins berthd ships with, chosen here in one explicit list. */
-export const builtinPlugins: PluginRegistration[] = [...corePlugins, ...grpcServicePlugins];
+/** The plugins berthd ships with: berth's defaults plus the gRPC services, in one explicit list. */
+export const builtinPlugins: PluginRegistration[] = [...defaultPlugins(), ...grpcServicePlugins];

@@ -24,7 +24,7 @@ export interface ImageStore {
    * means labels and target. NotFound if absent.
    */
   update(namespace: string, image: Pick<Image, 'name'> & Partial<Image>, fieldpaths?: string[]): Promise<Image>;
-  /** NotFound if absent. */
-  delete(namespace: string, name: string): Promise<void>;
+  /** NotFound if absent. `sync` runs garbage collection before returning (gRPC DeleteImageRequest.sync). */
+  delete(namespace: string, name: string, options?: { sync?: boolean }): Promise<void>;
 }
 export const ImageStore = Symbol.for('io.berth.ImageStore');

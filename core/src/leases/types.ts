@@ -48,7 +48,12 @@ export const GcLabels = {
 
 /** What one collection removed. */
 export interface GcStats {
+  /** Content records removed from namespaces. */
   contentRemoved: number;
+  /** Blobs deleted from the raw content store (no namespace held them any more). */
+  blobsRemoved: number;
+  /** Ingests removed: expired, or held only by a lease that went. */
+  ingestsRemoved: number;
   snapshotsRemoved: number;
   leasesExpired: number;
   durationMs: number;

@@ -189,3 +189,94 @@ describe('migrateSchema', () => {
     }
   });
 });
+
+describe('migration 2: content, ingests, leases and images', () => {
+  const tempDir = useTempDir();
+
+  it('upgrades a version 1 database and keeps its namespaces', () => {
+    const path = join(tempDir(), 'meta.db');
+    const v1 = new Database(path);
+    v1.pragma('journal_mode = WAL');
+    v1.pragma('foreign_keys = ON');
+    migrateSchema(v1, path, metadataMigrations.slice(0, 1));
+    v1.prepare("INSERT INTO namespaces VALUES ('default', 1, 2)").run();
+    v1.prepare("INSERT INTO namespace_labels VALUES ('default', 'containerd.io/defaults/snapshotter', 'overlayfs')").run();
+    expect(v1.pragma('user_version', { simple: true })).toBe(1);
+    v1.close();
+
+    const db = openMetadataDb(path);
+    try {
+      expect(db.pragma('user_version', { simple: true })).toBe(2);
+      expect(db.prepare('SELECT name, created_at, updated_at FROM namespaces').all()).toEqual([
+        { name: 'default', created_at: 1, updated_at: 2 },
+      ]);
+      expect(db.prepare('SELECT key, value FROM namespace_labels').all()).toEqual([
+        { key: 'containerd.io/defaults/snapshotter', value: 'overlayfs' },
+      ]);
+      const tables = db.prepare("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name").pluck().all();
+      expect(tables).toEqual(
+        expect.arrayContaining([
+          'content_blobs',
+          'content_blob_labels',
+          'ingests',
+          'leases',
+          'lease_labels',
+          'lease_resources',
+          'images',
+          'image_labels',
+        ]),
+      );
+      expect(db.pragma('foreign_key_check')).toEqual([]);
+    } finally {
+      db.close();
+    }
+  });
+
+  it('reads gc labels through the partial indexes', () => {
+    const db = openMetadataDb(':memory:');
+    try {
+      for (const [table, owner] of [
+        ['content_blob_labels', 'digest'],
+        ['image_labels', 'image_name'],
+      ]) {
+        const plan = db
+          .prepare(
+            `EXPLAIN QUERY PLAN SELECT namespace, ${owner}, key, value FROM ${table}
+             WHERE key >= 'containerd.io/gc.' AND key < 'containerd.io/gc/'`,
+          )
+          .all() as { detail: string }[];
+        expect(plan.map((row) => row.detail).join('\n')).toMatch(/USING INDEX \w+_gc/);
+      }
+    } finally {
+      db.close();
+    }
+  });
+
+  it('keeps child rows consistent: labels and lease resources go with their owner', () => {
+    const db = openMetadataDb(':memory:');
+    try {
+      db.exec(`
+        INSERT INTO namespaces VALUES ('ns', 0, 0);
+        INSERT INTO leases VALUES ('ns', 'l', 0);
+        INSERT INTO lease_labels VALUES ('ns', 'l', 'k', 'v');
+        INSERT INTO lease_resources VALUES ('ns', 'l', 'content', 'sha256:x');
+        INSERT INTO images (namespace, name, target_media_type, target_digest, target_size, created_at, updated_at)
+          VALUES ('ns', 'i', 'm', 'sha256:x', 1, 0, 0);
+        INSERT INTO image_labels VALUES ('ns', 'i', 'k', 'v');
+        DELETE FROM leases;
+        DELETE FROM images;
+      `);
+      for (const table of ['lease_labels', 'lease_resources', 'image_labels']) {
+        expect(db.prepare(`SELECT count(*) FROM ${table}`).pluck().get()).toBe(0);
+      }
+      expect(() => db.prepare("INSERT INTO lease_resources VALUES ('ns', 'ghost', 'content', 'x')").run()).toThrow(
+        /FOREIGN KEY/,
+      );
+      expect(() =>
+        db.prepare("INSERT INTO ingests (namespace, ref, shared_digest, created_at, updated_at) VALUES ('ns', 'r', 'sha256:x', 0, 0)").run(),
+      ).toThrow(/CHECK/);
+    } finally {
+      db.close();
+    }
+  });
+});

@@ -36,7 +36,8 @@ export interface Migration {
  * - Every resource row is keyed by (namespace, id) and references
  *   namespaces(name) with the default NO ACTION, so SQLite itself refuses to
  *   delete a namespace that still holds something; the usage checks only
- *   produce the friendlier message first.
+ *   produce the friendlier message first. (Ingests are the exception: an
+ *   unfinished write goes with its namespace, as in containerd.)
  * - Labels live in one `<thing>_labels` table per kind, ON DELETE CASCADE
  *   from their owner, with `key <> ''` and `value <> ''` (an empty value
  *   means "no label", as in containerd's Update).
@@ -51,30 +52,19 @@ export interface Migration {
  * Append new steps to metadataMigrations; never edit or reorder a shipped one,
  * since its index + 1 is the version recorded in existing databases.
  *
- * Migration 2 (to add next), all STRICT:
+ * Migration 2 holds content, ingests, leases and images (see its step). Still
+ * to come, each in its own step:
  *   containers (namespace, id, image, runtime_name, runtime_options BLOB,
  *     spec BLOB, snapshotter, snapshot_key, sandbox_id, created_at, updated_at;
  *     PK (namespace, id)) + container_labels
  *     + container_extensions (namespace, container_id, name, value BLOB).
- *   images (namespace, name, target_media_type, target_digest, target_size,
- *     target_annotations TEXT json, created_at, updated_at; PK (namespace, name))
- *     + image_labels.
- *   content_blobs (namespace, digest, size, created_at, updated_at;
- *     PK (namespace, digest)): which namespaces may see a shared blob in the
- *     content store (containerd's "shared" policy adds a row when a writer
- *     names the digest) + content_blob_labels.
- *   ingests (namespace, ref, expected_digest, expires_at; PK (namespace, ref)).
- *   leases (namespace, id, created_at; PK (namespace, id)) + lease_labels.
- *   lease_resources (namespace, lease_id, type, resource_id;
- *     PK (namespace, lease_id, type, resource_id); FK to leases ON DELETE
- *     CASCADE): type is `content`, `ingests` or `snapshots/<snapshotter>`.
  *   snapshots (id INTEGER PRIMARY KEY AUTOINCREMENT, namespace, snapshotter,
  *     key, kind, parent_id REFERENCES snapshots(id) (NO ACTION, so Remove
  *     fails while children exist), created_at, updated_at;
  *     UNIQUE (namespace, snapshotter, key)) + snapshot_labels. The backend
  *     sees keys `<namespace>/<id>/<key>`, which is why id is a sequence.
- *   gc_state (singleton row: dirty counters per kind, last run), so deletes
- *     can schedule a collection and a restart knows one is owed.
+ * No gc_state table: the collector runs on a timer as well as after deletes,
+ * so a collection owed before a restart happens at the first tick after it.
  */
 export const metadataMigrations: readonly Migration[] = [
   {
@@ -93,6 +83,109 @@ export const metadataMigrations: readonly Migration[] = [
           value     TEXT NOT NULL CHECK (value <> ''),
           PRIMARY KEY (namespace, key)
         ) STRICT, WITHOUT ROWID;
+      `);
+    },
+  },
+  {
+    description: 'content, ingests, leases and images',
+    up(db) {
+      db.exec(`
+        -- Which namespaces see a blob of the shared content store. Labels are
+        -- per namespace; the blob itself goes when no row names its digest.
+        CREATE TABLE content_blobs (
+          namespace  TEXT    NOT NULL REFERENCES namespaces (name),
+          digest     TEXT    NOT NULL CHECK (digest <> ''),
+          size       INTEGER NOT NULL CHECK (size >= 0),
+          created_at INTEGER NOT NULL,
+          updated_at INTEGER NOT NULL,
+          PRIMARY KEY (namespace, digest)
+        ) STRICT, WITHOUT ROWID;
+        -- The blob sweep asks "does any namespace still hold this digest?".
+        CREATE INDEX content_blobs_by_digest ON content_blobs (digest);
+
+        CREATE TABLE content_blob_labels (
+          namespace TEXT NOT NULL,
+          digest    TEXT NOT NULL,
+          key       TEXT NOT NULL CHECK (key <> ''),
+          value     TEXT NOT NULL CHECK (value <> ''),
+          PRIMARY KEY (namespace, digest, key),
+          FOREIGN KEY (namespace, digest) REFERENCES content_blobs (namespace, digest) ON DELETE CASCADE
+        ) STRICT, WITHOUT ROWID;
+        CREATE INDEX content_blob_labels_gc ON content_blob_labels (key)
+          WHERE key >= 'containerd.io/gc.' AND key < 'containerd.io/gc/';
+
+        -- Writes in progress. The backend ingest is named '<namespace>/<ref>'.
+        -- CASCADE, unlike other resources: as in containerd an unfinished
+        -- write does not keep a namespace alive, and the collector aborts
+        -- backend ingests no row names.
+        -- shared_digest/shared_size: the blob already exists in the backend
+        -- and commit will only link it (containerd's "shared" writer); the
+        -- row keeps that blob alive until then.
+        -- expires_at: NULL while a lease holds the ingest.
+        CREATE TABLE ingests (
+          namespace     TEXT    NOT NULL REFERENCES namespaces (name) ON DELETE CASCADE,
+          ref           TEXT    NOT NULL CHECK (ref <> ''),
+          shared_digest TEXT,
+          shared_size   INTEGER,
+          created_at    INTEGER NOT NULL,
+          updated_at    INTEGER NOT NULL,
+          expires_at    INTEGER,
+          PRIMARY KEY (namespace, ref),
+          CHECK ((shared_digest IS NULL) = (shared_size IS NULL))
+        ) STRICT, WITHOUT ROWID;
+
+        CREATE TABLE leases (
+          namespace  TEXT    NOT NULL REFERENCES namespaces (name),
+          id         TEXT    NOT NULL CHECK (id <> ''),
+          created_at INTEGER NOT NULL,
+          PRIMARY KEY (namespace, id)
+        ) STRICT, WITHOUT ROWID;
+
+        -- No gc index: the collector reads every lease's labels anyway
+        -- (containerd.io/gc.expire, containerd.io/gc.flat), and leases are few.
+        CREATE TABLE lease_labels (
+          namespace TEXT NOT NULL,
+          lease_id  TEXT NOT NULL,
+          key       TEXT NOT NULL CHECK (key <> ''),
+          value     TEXT NOT NULL CHECK (value <> ''),
+          PRIMARY KEY (namespace, lease_id, key),
+          FOREIGN KEY (namespace, lease_id) REFERENCES leases (namespace, id) ON DELETE CASCADE
+        ) STRICT, WITHOUT ROWID;
+
+        -- type: 'content' (id = digest), 'ingests' (id = ref) or
+        -- 'snapshots/<snapshotter>' (id = key). No reference to the resource
+        -- itself: a lease may hold what does not exist yet.
+        CREATE TABLE lease_resources (
+          namespace   TEXT NOT NULL,
+          lease_id    TEXT NOT NULL,
+          type        TEXT NOT NULL CHECK (type <> ''),
+          resource_id TEXT NOT NULL CHECK (resource_id <> ''),
+          PRIMARY KEY (namespace, lease_id, type, resource_id),
+          FOREIGN KEY (namespace, lease_id) REFERENCES leases (namespace, id) ON DELETE CASCADE
+        ) STRICT, WITHOUT ROWID;
+
+        CREATE TABLE images (
+          namespace          TEXT    NOT NULL REFERENCES namespaces (name),
+          name               TEXT    NOT NULL CHECK (name <> ''),
+          target_media_type  TEXT    NOT NULL CHECK (target_media_type <> ''),
+          target_digest      TEXT    NOT NULL CHECK (target_digest <> ''),
+          target_size        INTEGER NOT NULL CHECK (target_size >= 0),
+          target_annotations TEXT    NOT NULL DEFAULT '{}' CHECK (json_valid(target_annotations)),
+          created_at         INTEGER NOT NULL,
+          updated_at         INTEGER NOT NULL,
+          PRIMARY KEY (namespace, name)
+        ) STRICT, WITHOUT ROWID;
+
+        CREATE TABLE image_labels (
+          namespace  TEXT NOT NULL,
+          image_name TEXT NOT NULL,
+          key        TEXT NOT NULL CHECK (key <> ''),
+          value      TEXT NOT NULL CHECK (value <> ''),
+          PRIMARY KEY (namespace, image_name, key),
+          FOREIGN KEY (namespace, image_name) REFERENCES images (namespace, name) ON DELETE CASCADE
+        ) STRICT, WITHOUT ROWID;
+        CREATE INDEX image_labels_gc ON image_labels (key)
+          WHERE key >= 'containerd.io/gc.' AND key < 'containerd.io/gc/';
       `);
     },
   },

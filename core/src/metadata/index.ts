@@ -3,3 +3,14 @@ export { validateIdentifier, validateLabel, validateLabels, MAX_IDENTIFIER_LENGT
 export { openMetadataDb, METADATA_SCHEMA_VERSION, type MetadataDb, type OpenMetadataDbOptions } from './db';
 export { SqliteNamespaceStore } from './namespaces';
 export { SqliteMetadataStore, metadataPlugin, METADATA_DB_FILE } from './metadata-store';
+export {
+  SqliteNamespacedContentStore,
+  ContentTopics,
+  DEFAULT_INGEST_EXPIRY_MS,
+  backendIngestRef,
+  type ContentSharingPolicy,
+  type SqliteNamespacedContentStoreOptions,
+} from './content';
+export { contentServicePlugin, contentServiceConfigSchema, type ContentServiceConfig } from './content-plugin';
+export { GcGuard } from './gc-guard';
+export { sqliteMetadataStoreOf } from './metadata-store';

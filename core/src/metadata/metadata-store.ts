@@ -1,7 +1,10 @@
 import { join } from 'node:path';
-import type { PluginRegistration } from '../plugin/types';
+import type { interfaces } from 'inversify';
+import { FailedPreconditionError } from '../errdefs';
+import type { InitContext, PluginRegistration } from '../plugin/types';
 import { PluginType } from '../plugin/types';
 import { openMetadataDb, type MetadataDb, type OpenMetadataDbOptions } from './db';
+import { GcGuard } from './gc-guard';
 import { SqliteNamespaceStore } from './namespaces';
 import { MetadataStore, NamespaceStore, type NamespaceUsageCheck } from './types';
 
@@ -13,6 +16,8 @@ import { MetadataStore, NamespaceStore, type NamespaceUsageCheck } from './types
 export class SqliteMetadataStore implements MetadataStore {
   readonly db: MetadataDb;
   readonly namespaces: SqliteNamespaceStore;
+  /** Shared by every store on `db` and the garbage collector. */
+  readonly gcGuard = new GcGuard();
 
   constructor(
     readonly path: string,
@@ -20,10 +25,28 @@ export class SqliteMetadataStore implements MetadataStore {
   ) {
     this.db = openMetadataDb(path, options);
     this.namespaces = new SqliteNamespaceStore(this.db);
+    this.refuseDeletingNamespacesInUse();
   }
 
   addNamespaceUsageCheck(check: NamespaceUsageCheck): void {
     this.namespaces.addUsageCheck(check);
+  }
+
+  /**
+   * The tables are part of the schema, so their checks belong here rather
+   * than to the stores, which may not all be loaded. Names as containerd's
+   * ("blobs" for content); leases block too, unlike containerd, so a
+   * namespace cannot vanish under a client that is still working in it.
+   */
+  private refuseDeletingNamespacesInUse(): void {
+    for (const [what, table] of [
+      ['images', 'images'],
+      ['blobs', 'content_blobs'],
+      ['leases', 'leases'],
+    ] as const) {
+      const any = this.db.prepare(`SELECT 1 FROM ${table} WHERE namespace = ? LIMIT 1`);
+      this.addNamespaceUsageCheck((namespace) => (any.get(namespace) === undefined ? undefined : what));
+    }
   }
 
   /** Safe to call twice. */
@@ -62,3 +85,21 @@ export const metadataPlugin: PluginRegistration<unknown, SqliteMetadataStore> = 
     return store;
   },
 };
+
+/**
+ * The metadata plugin's instance, for plugins that build on the sqlite
+ * schema (leases, images, namespaced content, the garbage collector).
+ * FailedPrecondition when another metadata plugin was loaded instead.
+ */
+export function sqliteMetadataStoreOf(ctx: Pick<InitContext, 'getSingle'>): SqliteMetadataStore {
+  const store = ctx.getSingle<unknown>(PluginType.Metadata);
+  if (!(store instanceof SqliteMetadataStore)) {
+    throw new FailedPreconditionError(`needs the ${PluginType.Metadata}.sqlite plugin's database`);
+  }
+  return store;
+}
+
+/** Binds `token` unless the host bound it already (the same guard metadataPlugin uses). */
+export function bindConstantOnce<T>(container: interfaces.Container, token: symbol, value: T): void {
+  if (!container.isBound(token)) container.bind<T>(token).toConstantValue(value);
+}

@@ -17,6 +17,7 @@ export const PluginType = {
   Lease: 'io.berth.lease.v1',
   GC: 'io.berth.gc.v1',
   Service: 'io.berth.service.v1',
+  Transfer: 'io.berth.transfer.v1',
   GRPC: 'io.berth.grpc.v1',
   TTRPC: 'io.berth.ttrpc.v1',
   Runtime: 'io.berth.runtime.v2',

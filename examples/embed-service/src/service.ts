@@ -1,6 +1,7 @@
 import * as http from 'http';
 import { AddressInfo } from 'net';
-import { Berth, createBerth, errorKind, toGrpcCode } from '@berth/core';
+import { Berth, errorKind, toGrpcCode } from '@berth/core';
+import { createBerth } from '@berth/builtins';
 
 export interface EmbedServiceOptions {
   root: string;

@@ -1,1 +1,3 @@
-export {};
+export { LocalContentStore } from './local-content-store';
+export { LocalContentWriter } from './local-writer';
+export { contentPlugin } from './plugin';

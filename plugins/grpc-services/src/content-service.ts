@@ -33,6 +33,44 @@ function toStatus(s: IngestStatus): contentV1.Status {
 type WriteCall = grpc.ServerDuplexStream<contentV1.WriteContentRequest, contentV1.WriteContentResponse>;
 
 /**
+ * The requests of a server stream, one at a time. (grpc-js server streams do
+ * not end their async iterator on the client's half-close, so listen for 'end'.)
+ */
+async function* requestsOf<T>(call: grpc.ServerDuplexStream<T, unknown>): AsyncGenerator<T> {
+  const queue: T[] = [];
+  let ended = false;
+  let failed: Error | undefined;
+  let wake: (() => void) | undefined;
+  const notify = () => {
+    wake?.();
+    wake = undefined;
+  };
+  call.on('data', (req: T) => {
+    queue.push(req);
+    // Hold the client back while we are behind (each request may carry 1 MiB).
+    if (queue.length > 8) call.pause();
+    notify();
+  });
+  call.on('end', () => {
+    ended = true;
+    notify();
+  });
+  call.on('error', (err: Error) => {
+    failed = err;
+    notify();
+  });
+  for (;;) {
+    if (queue.length) {
+      const next = queue.shift() as T;
+      if (queue.length <= 2) call.resume();
+      yield next;
+    } else if (failed) throw failed;
+    else if (ended) return;
+    else await new Promise<void>((resolve) => (wake = resolve));
+  }
+}
+
+/**
  * The Write bidi stream with containerd's protocol: the first message names the
  * ref; STAT reports the ingest, WRITE appends at `offset` (0 on a non-empty
  * ingest restarts it), COMMIT writes any data then verifies and commits. Every
@@ -42,7 +80,7 @@ async function handleWrite(content: NamespacedContentStore, call: WriteCall): Pr
   let writer: ContentWriter | undefined;
   try {
     const store = content.forNamespace(namespaceOf(call), { lease: leaseOf(call) });
-    for await (const req of call as AsyncIterable<contentV1.WriteContentRequest>) {
+    for await (const req of requestsOf(call)) {
       if (!writer) {
         if (!req.ref) throw new InvalidArgumentError('first message of a write must name a ref');
         writer = await store.writer({ ref: req.ref, expected: { size: req.total || undefined, digest: req.expected || undefined } });

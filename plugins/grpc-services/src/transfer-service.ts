@@ -65,7 +65,7 @@ function progressWriter(call: grpc.ServerWritableStream<unknown, transferV1.Tran
 export const transferGrpcPlugin: PluginRegistration<unknown, GrpcService> = {
   type: PluginType.GRPC,
   id: 'transfer',
-  requires: [PluginType.Service],
+  requires: [PluginType.Transfer],
   init: (ctx) => {
     const transfer = ctx.container.get<TransferService>(TransferService);
     return {

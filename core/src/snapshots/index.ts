@@ -1,0 +1,12 @@
+export * from './types';
+export { diskUsage } from './disk-usage';
+export { updatedLabels } from './labels';
+export { snapshotFilter } from './walk-filter';
+export {
+  snapshotterSuite,
+  type SnapshotMounter,
+  type SnapshotterFactory,
+  type SnapshotterSuiteFixture,
+  type SnapshotterSuiteOptions,
+  type XattrAccess,
+} from './snapshotter-suite';

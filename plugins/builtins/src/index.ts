@@ -1,0 +1,39 @@
+/**
+ * berth with batteries: the built-in plugins in one explicit list, and
+ * `createBerth` that loads them in-process. `@berth/core` stays free of
+ * implementations; this package picks them, as containerd's builtins do.
+ */
+import {
+  Berth,
+  connect,
+  coreContentPlugins,
+  corePlugins,
+  createBerth as createCoreBerth,
+  CreateBerthOptions,
+  PluginRegistration,
+} from '@berth/core';
+import { contentPlugin } from '@berth/content-local';
+import { transferServicePlugin } from '@berth/transfer';
+
+/** Built-in plugins beyond the core ones (the core adds those itself). */
+export const builtinPlugins: PluginRegistration[] = [
+  contentPlugin as PluginRegistration,
+  ...coreContentPlugins,
+  transferServicePlugin as PluginRegistration,
+];
+
+/** Every plugin an embedded berth or berthd loads by default, core included. */
+export function defaultPlugins(): PluginRegistration[] {
+  return [...corePlugins, ...builtinPlugins];
+}
+
+/**
+ * berth in-process with every built-in plugin (content, images, leases, GC,
+ * pull/push/import/export), plus `options.plugins`.
+ */
+export function createBerth(options: CreateBerthOptions): Promise<Berth> {
+  return createCoreBerth({ ...options, plugins: [...builtinPlugins, ...(options.plugins ?? [])] });
+}
+
+export { connect };
+export type { Berth, CreateBerthOptions };
