@@ -91,3 +91,19 @@ export function isSnapshotCleaner(s: unknown): s is SnapshotCleaner {
 
 /** Token under which each snapshotter plugin binds itself, named by id. */
 export const Snapshotter = Symbol.for('io.berth.Snapshotter');
+
+/**
+ * Snapshots seen through namespaces, over every loaded snapshotter: keys are
+ * per namespace (two namespaces may both use key `k`), as containerd's
+ * metadata layer keeps them (`<ns>/<id>/<key>` in the backend). Snapshots a
+ * view creates are added to `lease` when one is given.
+ */
+export interface SnapshotService {
+  /** Ids of the loaded snapshotters (`overlayfs`, `native`, proxies...). */
+  names(): string[];
+  /** The snapshotter used when none is named (config; default `overlayfs`). */
+  readonly defaultName: string;
+  /** NotFound naming the snapshotter when it is not loaded. */
+  forNamespace(namespace: string, snapshotter?: string, options?: { lease?: string }): Snapshotter;
+}
+export const SnapshotService = Symbol.for('io.berth.SnapshotService');

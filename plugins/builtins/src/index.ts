@@ -14,11 +14,17 @@ import {
 } from '@berth/core';
 import { contentPlugin } from '@berth/content-local';
 import { transferServicePlugin } from '@berth/transfer';
+import { overlayfsSnapshotterPlugin } from '@berth/snapshotter-overlayfs';
+import { nativeSnapshotterPlugin } from '@berth/snapshotter-native';
+import { walkingDifferPlugin } from '@berth/differ';
 
 /** Built-in plugins beyond the core ones (the core adds those itself). */
 export const builtinPlugins: PluginRegistration[] = [
   contentPlugin as PluginRegistration,
   ...coreContentPlugins,
+  overlayfsSnapshotterPlugin as PluginRegistration,
+  nativeSnapshotterPlugin as PluginRegistration,
+  walkingDifferPlugin as PluginRegistration,
   transferServicePlugin as PluginRegistration,
 ];
 
