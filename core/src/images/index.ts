@@ -8,3 +8,23 @@ export {
   type SqliteImageStoreOptions,
 } from './image-store';
 export { imagesServicePlugin } from './plugin';
+export {
+  MediaTypes,
+  childGcLabelPrefix,
+  childGcLabels,
+  isConfigType,
+  isIndexType,
+  isLayerType,
+  isManifestOrIndexType,
+  isManifestType,
+} from './oci';
+export {
+  formatPlatform,
+  hostPlatform,
+  normalizePlatform,
+  parsePlatform,
+  platformMatches,
+  platformPreference,
+  toPlatforms,
+  type PlatformSpec,
+} from './platforms';

@@ -1,25 +1,7 @@
-/** The media types an image archive holds. */
-export const MediaTypes = {
-  ociIndex: 'application/vnd.oci.image.index.v1+json',
-  ociManifest: 'application/vnd.oci.image.manifest.v1+json',
-  ociConfig: 'application/vnd.oci.image.config.v1+json',
-  ociLayer: 'application/vnd.oci.image.layer.v1.tar',
-  ociLayerGzip: 'application/vnd.oci.image.layer.v1.tar+gzip',
-  ociLayerZstd: 'application/vnd.oci.image.layer.v1.tar+zstd',
-  dockerManifestList: 'application/vnd.docker.distribution.manifest.list.v2+json',
-  dockerManifest: 'application/vnd.docker.distribution.manifest.v2+json',
-  dockerConfig: 'application/vnd.docker.container.image.v1+json',
-  dockerLayer: 'application/vnd.docker.image.rootfs.diff.tar',
-  dockerLayerGzip: 'application/vnd.docker.image.rootfs.diff.tar.gzip',
-} as const;
+import { MediaTypes } from '@berth/core';
 
-export function isIndexType(mediaType: string): boolean {
-  return mediaType === MediaTypes.ociIndex || mediaType === MediaTypes.dockerManifestList;
-}
-
-export function isManifestType(mediaType: string): boolean {
-  return mediaType === MediaTypes.ociManifest || mediaType === MediaTypes.dockerManifest;
-}
+// Media types are shared through @berth/core.
+export { isIndexType, isManifestType, MediaTypes } from '@berth/core';
 
 /**
  * The media type for a layer found in a docker-save archive, which names none:

@@ -76,6 +76,8 @@ describe('platforms', () => {
     const wanted = [parsePlatform('linux/arm64')];
     expect(platformMatches({ os: 'linux', architecture: 'arm64', variant: 'v8' }, wanted)).toBe(true);
     expect(platformMatches({ os: 'linux', architecture: 'amd64' }, wanted)).toBe(false);
-    expect(platformMatches({ os: 'linux', architecture: 'arm', variant: 'v6' }, [parsePlatform('linux/arm/v7')])).toBe(false);
+    // containerd's matcher: an arm/v7 platform also runs arm/v6 images, not the reverse
+    expect(platformMatches({ os: 'linux', architecture: 'arm', variant: 'v6' }, [parsePlatform('linux/arm/v7')])).toBe(true);
+    expect(platformMatches({ os: 'linux', architecture: 'arm', variant: 'v7' }, [parsePlatform('linux/arm/v6')])).toBe(false);
   });
 });

@@ -1,19 +1,25 @@
-/** The manifest and index media types berth reads and writes. */
-export const MediaTypes = {
-  ociIndex: 'application/vnd.oci.image.index.v1+json',
-  ociManifest: 'application/vnd.oci.image.manifest.v1+json',
-  ociConfig: 'application/vnd.oci.image.config.v1+json',
-  ociLayer: 'application/vnd.oci.image.layer.v1.tar',
-  ociLayerGzip: 'application/vnd.oci.image.layer.v1.tar+gzip',
-  ociLayerZstd: 'application/vnd.oci.image.layer.v1.tar+zstd',
-  dockerManifestList: 'application/vnd.docker.distribution.manifest.list.v2+json',
-  dockerManifest: 'application/vnd.docker.distribution.manifest.v2+json',
-  dockerConfig: 'application/vnd.docker.container.image.v1+json',
-  dockerLayerGzip: 'application/vnd.docker.image.rootfs.diff.tar.gzip',
-  dockerForeignLayerGzip: 'application/vnd.docker.image.rootfs.foreign.diff.tar.gzip',
-  containerdCheckpoint: 'application/vnd.containerd.container.criu.checkpoint.criu.tar',
-  containerdCheckpointConfig: 'application/vnd.containerd.container.checkpoint.config.v1+proto',
-} as const;
+import {
+  MediaTypes,
+  childGcLabelPrefix,
+  childGcLabels,
+  isConfigType,
+  isIndexType,
+  isLayerType,
+  isManifestOrIndexType,
+  isManifestType,
+} from '@berth/core';
+
+// The media types and GC labels themselves are shared through @berth/core.
+export {
+  MediaTypes,
+  childGcLabelPrefix,
+  childGcLabels,
+  isConfigType,
+  isIndexType,
+  isLayerType,
+  isManifestOrIndexType,
+  isManifestType,
+};
 
 /** What a registry is asked for when resolving a tag: every manifest kind we can read. */
 export const manifestAcceptTypes: readonly string[] = [
@@ -22,33 +28,6 @@ export const manifestAcceptTypes: readonly string[] = [
   MediaTypes.dockerManifestList,
   MediaTypes.dockerManifest,
 ];
-
-export function isIndexType(mediaType: string): boolean {
-  return mediaType === MediaTypes.ociIndex || mediaType === MediaTypes.dockerManifestList;
-}
-
-export function isManifestType(mediaType: string): boolean {
-  return mediaType === MediaTypes.ociManifest || mediaType === MediaTypes.dockerManifest;
-}
-
-/** Manifests and indexes: the documents fetched from `/manifests/` rather than `/blobs/`. */
-export function isManifestOrIndexType(mediaType: string): boolean {
-  return isIndexType(mediaType) || isManifestType(mediaType);
-}
-
-export function isConfigType(mediaType: string): boolean {
-  return (
-    mediaType === MediaTypes.ociConfig ||
-    mediaType === MediaTypes.dockerConfig ||
-    mediaType === MediaTypes.containerdCheckpoint ||
-    mediaType === MediaTypes.containerdCheckpointConfig
-  );
-}
-
-export function isLayerType(mediaType: string): boolean {
-  if (mediaType.startsWith('application/vnd.oci.image.layer.')) return true;
-  return mediaType.startsWith('application/vnd.docker.image.rootfs.');
-}
 
 /** Strips parameters (`; charset=...`) registries sometimes add to Content-Type. */
 export function baseMediaType(contentType: string | undefined): string {
@@ -65,27 +44,3 @@ export function ingestRefFor(mediaType: string, digest: string): string {
   return `${kind}-${digest}`;
 }
 
-/**
- * The GC label key prefix a parent gets for a child, as containerd's
- * images.ChildGCLabels: `.config` once; `.m.`, `.l.` and bare `.` numbered per prefix.
- */
-export function childGcLabelPrefix(mediaType: string): string {
-  if (isConfigType(mediaType)) return 'containerd.io/gc.ref.content.config';
-  if (isManifestType(mediaType)) return 'containerd.io/gc.ref.content.m.';
-  if (isLayerType(mediaType)) return 'containerd.io/gc.ref.content.l.';
-  return 'containerd.io/gc.ref.content.';
-}
-
-/** The labels a parent blob carries for `children`, numbered as containerd numbers them. */
-export function childGcLabels(children: readonly { mediaType: string; digest: string }[]): Record<string, string> {
-  const labels: Record<string, string> = {};
-  const counters = new Map<string, number>();
-  for (const child of children) {
-    const prefix = childGcLabelPrefix(child.mediaType);
-    const idx = counters.get(prefix) ?? 0;
-    counters.set(prefix, idx + 1);
-    const key = idx > 0 || prefix.endsWith('.') ? `${prefix}${idx}` : prefix;
-    labels[key] = child.digest;
-  }
-  return labels;
-}
