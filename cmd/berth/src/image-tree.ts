@@ -1,19 +1,5 @@
 import type { Berth, Descriptor } from '@berth/core';
-import { isNotFound } from '@berth/core';
-
-const INDEX_TYPES = new Set([
-  'application/vnd.oci.image.index.v1+json',
-  'application/vnd.docker.distribution.manifest.list.v2+json',
-]);
-const MANIFEST_TYPES = new Set([
-  'application/vnd.oci.image.manifest.v1+json',
-  'application/vnd.docker.distribution.manifest.v2+json',
-]);
-
-function hostPlatform(): { os: string; architecture: string } {
-  const arch = process.arch === 'x64' ? 'amd64' : process.arch === 'ia32' ? '386' : process.arch;
-  return { os: process.platform, architecture: arch };
-}
+import { hostPlatform, isIndexType, isManifestType, isNotFound, platformMatches } from '@berth/core';
 
 async function readJson(client: Berth, digest: string): Promise<unknown> {
   const stream = await client.content.read(digest);
@@ -47,13 +33,11 @@ export async function checkImage(client: Berth, target: Descriptor): Promise<Ima
     }
     result.present++;
     result.presentBytes += desc.size;
-    if (INDEX_TYPES.has(desc.mediaType)) {
+    if (isIndexType(desc.mediaType)) {
       const index = (await readJson(client, desc.digest)) as { manifests?: Descriptor[] };
-      const children = (index.manifests ?? []).filter(
-        (m) => !m.platform || (m.platform.os === host.os && m.platform.architecture === host.architecture),
-      );
+      const children = (index.manifests ?? []).filter((m) => !m.platform || platformMatches(host, m.platform));
       for (const child of children) await visit(child);
-    } else if (MANIFEST_TYPES.has(desc.mediaType)) {
+    } else if (isManifestType(desc.mediaType)) {
       const manifest = (await readJson(client, desc.digest)) as { config?: Descriptor; layers?: Descriptor[] };
       if (manifest.config) await visit(manifest.config);
       for (const layer of manifest.layers ?? []) await visit(layer);
