@@ -1,27 +1,23 @@
 import { randomBytes } from 'node:crypto';
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, renameSync } from 'node:fs';
+import { existsSync, mkdirSync, renameSync } from 'node:fs';
 import { mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
-  AlreadyExistsError,
   diskUsage,
-  FailedPreconditionError,
-  InvalidArgumentError,
   silentLogger,
   snapshotFilter,
-  updatedLabels,
+  SnapshotMetaStore,
   type Labels,
   type Logger,
   type Mount,
   type SnapshotCleaner,
   type SnapshotInfo,
-  type SnapshotKind,
   type SnapshotOptions,
   type Snapshotter,
   type SnapshotUsage,
+  type StoredSnapshot,
 } from '@berth/core';
 import { copyTree } from './copy-tree';
-import { SnapshotDb, type SnapshotRow } from './snapshot-db';
 
 export interface NativeSnapshotterOptions {
   logger?: Logger;
@@ -50,7 +46,7 @@ export class NativeSnapshotter implements Snapshotter, SnapshotCleaner {
 
   private constructor(
     readonly root: string,
-    private readonly db: SnapshotDb,
+    private readonly store: SnapshotMetaStore,
     private readonly logger: Logger,
   ) {
     this.snapshotsDir = join(root, 'snapshots');
@@ -59,44 +55,33 @@ export class NativeSnapshotter implements Snapshotter, SnapshotCleaner {
   /** Opens (creating if needed) a snapshotter at `root` and removes leftovers of a crash. */
   static async open(root: string, options: NativeSnapshotterOptions = {}): Promise<NativeSnapshotter> {
     mkdirSync(join(root, 'snapshots'), { recursive: true, mode: 0o700 });
-    const db = new SnapshotDb(join(root, 'metadata.db'));
-    const snapshotter = new NativeSnapshotter(root, db, options.logger ?? silentLogger());
+    const store = SnapshotMetaStore.open(join(root, 'metadata.db'), { name: 'native snapshotter' });
+    const snapshotter = new NativeSnapshotter(root, store, options.logger ?? silentLogger());
     try {
       await snapshotter.cleanup();
     } catch (err) {
-      db.close();
+      store.close();
       throw err;
     }
     return snapshotter;
   }
 
   async stat(key: string): Promise<SnapshotInfo> {
-    return this.db.info(this.db.mustGet(key));
+    return this.store.getInfo(key).info;
   }
 
   async update(info: { name: string; labels: Labels }, fieldpaths?: string[]): Promise<SnapshotInfo> {
-    return this.db.transaction(() => {
-      const row = this.db.mustGet(info.name);
-      const labels = updatedLabels(this.db.labels(row.id), info.labels ?? {}, fieldpaths);
-      this.db.setLabels(row.id, labels);
-      this.db.touch(row.id, Date.now());
-      return this.db.info(this.db.mustGet(info.name));
-    });
+    return this.store.updateInfo(info, fieldpaths).info;
   }
 
   async usage(key: string): Promise<SnapshotUsage> {
-    const row = this.db.mustGet(key);
+    const { id, info, usage } = this.store.getInfo(key);
     // Like containerd: only an active snapshot changes, so only it is measured now.
-    if (row.kind !== 'active') return { size: row.usageSize, inodes: row.usageInodes };
-    return diskUsage(this.dirOf(row.id));
+    return info.kind === 'active' ? diskUsage(this.dirOf(id)) : usage;
   }
 
   async mounts(key: string): Promise<Mount[]> {
-    const row = this.db.mustGet(key);
-    if (row.kind === 'committed') {
-      throw new FailedPreconditionError(`snapshot ${JSON.stringify(key)} is committed: only active snapshots and views have mounts`);
-    }
-    return this.mountsOf(row);
+    return this.mountsOf(this.store.getSnapshot(key));
   }
 
   prepare(key: string, parent: string, options?: SnapshotOptions): Promise<Mount[]> {
@@ -108,30 +93,18 @@ export class NativeSnapshotter implements Snapshotter, SnapshotCleaner {
   }
 
   async commit(name: string, key: string, options?: SnapshotOptions): Promise<void> {
-    if (!name) throw new InvalidArgumentError('snapshot name must not be empty');
-    const active = this.activeRow(key);
-    // Measured outside the transaction: du of a large tree takes a while.
-    const usage = await diskUsage(this.dirOf(active.id));
-    this.db.transaction(() => {
-      const row = this.activeRow(key);
-      if (row.id !== active.id) throw new FailedPreconditionError(`snapshot ${JSON.stringify(key)} changed during commit`);
-      this.db.commit(row, name, usage, options?.labels ?? {}, Date.now());
-    });
+    await this.store.commitActive(name, key, options?.labels ?? {}, (id) => diskUsage(this.dirOf(id)));
   }
 
   async remove(key: string): Promise<void> {
     let doomed: string | undefined;
     let restore: (() => void) | undefined;
     try {
-      this.db.transaction(() => {
-        const row = this.db.mustGet(key);
-        if (this.db.hasChildren(row.id)) {
-          throw new FailedPreconditionError(`cannot remove snapshot ${JSON.stringify(key)}: it has children`);
-        }
-        this.db.delete(row.id);
-        const dir = this.dirOf(row.id);
+      this.store.transaction(() => {
+        const { id } = this.store.remove(key);
+        const dir = this.dirOf(id);
         if (!existsSync(dir)) return; // a view on a parent has no directory of its own
-        doomed = join(this.snapshotsDir, `${RM_PREFIX}${row.id}`);
+        doomed = join(this.snapshotsDir, `${RM_PREFIX}${id}`);
         this.inFlight.add(doomed);
         renameSync(dir, doomed);
         restore = () => renameSync(doomed!, dir);
@@ -153,12 +126,12 @@ export class NativeSnapshotter implements Snapshotter, SnapshotCleaner {
 
   async *walk(filters?: string[]): AsyncIterable<SnapshotInfo> {
     const matches = snapshotFilter(filters);
-    const infos = this.db.all().map((row) => this.db.info(row));
+    const infos = this.store.walkInfo().map(({ info }) => info);
     for (const info of infos) if (matches(info)) yield info;
   }
 
   async close(): Promise<void> {
-    this.db.close();
+    this.store.close();
   }
 
   /**
@@ -169,6 +142,8 @@ export class NativeSnapshotter implements Snapshotter, SnapshotCleaner {
    */
   async cleanup(): Promise<void> {
     const entries = await readdir(this.snapshotsDir);
+    // Read after the listing: an id directory in it without a row now never gets one (ids are not reused).
+    const snapshots = this.store.idMap();
     for (const entry of entries) {
       const path = join(this.snapshotsDir, entry);
       if (this.inFlight.has(path)) continue;
@@ -177,15 +152,15 @@ export class NativeSnapshotter implements Snapshotter, SnapshotCleaner {
       } else if (entry.startsWith(RM_PREFIX)) {
         const id = Number(entry.slice(RM_PREFIX.length));
         const home = this.dirOf(id);
-        if (this.db.byId(id) && !existsSync(home)) {
+        if (snapshots.has(id) && !existsSync(home)) {
           this.logger.warn({ id }, 'native snapshotter: restoring directory of an interrupted remove');
           renameSync(path, home);
         } else {
           await this.removeDir(path);
         }
       } else if (/^\d+$/.test(entry)) {
-        const row = this.db.byId(Number(entry));
-        if (!row || !this.ownsDir(row)) {
+        const snapshot = snapshots.get(Number(entry));
+        if (!snapshot || !this.ownsDir(snapshot)) {
           this.logger.warn({ dir: path }, 'native snapshotter: removing directory with no snapshot');
           await this.removeDir(path);
         }
@@ -193,66 +168,41 @@ export class NativeSnapshotter implements Snapshotter, SnapshotCleaner {
     }
   }
 
-  private async create(kind: SnapshotKind, key: string, parent: string, options?: SnapshotOptions): Promise<Mount[]> {
-    if (!key) throw new InvalidArgumentError('snapshot key must not be empty');
-    // Fail fast, before copying anything; the transaction checks again.
-    const parentRow = parent ? this.db.parent(parent) : undefined;
-    if (this.db.get(key)) throw new AlreadyExistsError(`snapshot ${JSON.stringify(key)}: already exists`);
-    const labels = options?.labels ?? {};
+  private async create(kind: 'active' | 'view', key: string, parent: string, options?: SnapshotOptions): Promise<Mount[]> {
+    const snapshot = { kind, key, parent, labels: options?.labels ?? {} };
+    // Fail fast, before copying anything; createSnapshot checks again.
+    const parentId = this.store.checkCreate(snapshot);
 
     let temp: string | undefined;
-    if (kind === 'active' || !parentRow) {
+    if (kind === 'active' || parentId === null) {
       temp = join(this.snapshotsDir, `${NEW_PREFIX}${randomBytes(8).toString('hex')}`);
       this.inFlight.add(temp);
     }
-    let renamedTo: string | undefined;
     try {
       if (temp) {
-        if (parentRow) await copyTree(this.dirOf(parentRow.id), temp);
+        if (parentId !== null) await copyTree(this.dirOf(parentId), temp);
         else await mkdir(temp, { mode: 0o755 });
       }
-      const row = this.db.transaction(() => {
-        const current = parent ? this.db.parent(parent) : undefined;
-        if (current?.id !== parentRow?.id) {
-          throw new FailedPreconditionError(`parent ${JSON.stringify(parent)} changed while preparing ${JSON.stringify(key)}`);
-        }
-        const created = this.db.insert(key, kind, current?.id ?? null, labels, Date.now());
-        if (temp) {
-          renamedTo = this.dirOf(created.id);
-          renameSync(temp, renamedTo);
-          // The rename must be on disk before the row that points at it is.
-          syncDir(this.snapshotsDir);
-        }
-        return created;
-      });
-      return this.mountsOf(row);
+      const directory = temp ? { from: temp, to: (id: number) => this.dirOf(id) } : undefined;
+      return this.mountsOf(this.store.createSnapshot({ ...snapshot, parentId }, directory));
     } catch (err) {
-      // Nothing committed: whatever was built goes.
-      const leftover = renamedTo && existsSync(renamedTo) ? renamedTo : temp;
-      if (leftover) await this.removeDir(leftover);
+      // Nothing committed, and createSnapshot moved a published directory back: whatever was built goes.
+      if (temp) await this.removeDir(temp);
       throw err;
     } finally {
       if (temp) this.inFlight.delete(temp);
     }
   }
 
-  private activeRow(key: string): SnapshotRow {
-    const row = this.db.mustGet(key);
-    if (row.kind !== 'active') {
-      throw new FailedPreconditionError(`snapshot ${JSON.stringify(key)} is not active (it is ${row.kind})`);
-    }
-    return row;
-  }
-
   /** One bind mount, as containerd's native: an active's own dir, a view's parent dir read-only. */
-  private mountsOf(row: SnapshotRow): Mount[] {
-    const source = row.kind === 'view' && row.parentId !== null ? this.dirOf(row.parentId) : this.dirOf(row.id);
-    return [{ type: 'bind', source, options: ['rbind', row.kind === 'view' ? 'ro' : 'rw'] }];
+  private mountsOf(snapshot: StoredSnapshot): Mount[] {
+    const source = this.ownsDir(snapshot) ? this.dirOf(snapshot.id) : this.dirOf(snapshot.parentIds[0]);
+    return [{ type: 'bind', source, options: ['rbind', snapshot.kind === 'view' ? 'ro' : 'rw'] }];
   }
 
-  /** Whether `row` has a directory of its own (a view on a parent borrows the parent's). */
-  private ownsDir(row: SnapshotRow): boolean {
-    return !(row.kind === 'view' && row.parentId !== null);
+  /** Whether `snapshot` has a directory of its own (a view on a parent borrows the parent's). */
+  private ownsDir(snapshot: StoredSnapshot): boolean {
+    return !(snapshot.kind === 'view' && snapshot.parentIds.length > 0);
   }
 
   private dirOf(id: number): string {
@@ -269,14 +219,5 @@ export class NativeSnapshotter implements Snapshotter, SnapshotCleaner {
     } finally {
       this.inFlight.delete(path);
     }
-  }
-}
-
-function syncDir(path: string): void {
-  const fd = openSync(path, 'r');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
   }
 }

@@ -1,4 +1,4 @@
-import { PluginSkipError, PluginType, Snapshotter, z, type PluginRegistration } from '@berth/core';
+import { bindSnapshotter, PluginSkipError, PluginType, z, type PluginRegistration } from '@berth/core';
 import { NativeSnapshotter } from './native-snapshotter';
 
 export const nativeSnapshotterConfig = z.object({
@@ -15,9 +15,6 @@ export const nativeSnapshotterPlugin: PluginRegistration<NativeSnapshotterConfig
   async init(ctx) {
     if (process.platform !== 'linux') throw new PluginSkipError(`native snapshotter needs Linux bind mounts (this is ${process.platform})`);
     const root = ctx.config.root_path || ctx.root;
-    const snapshotter = await NativeSnapshotter.open(root, { logger: ctx.logger });
-    ctx.meta.exports.root = root;
-    ctx.container.bind<Snapshotter>(Snapshotter).toConstantValue(snapshotter).whenTargetNamed(ctx.id);
-    return snapshotter;
+    return bindSnapshotter(ctx, await NativeSnapshotter.open(root, { logger: ctx.logger }), { root });
   },
 };

@@ -1,32 +1,25 @@
 import { randomBytes } from 'node:crypto';
-import { closeSync, existsSync, fsyncSync, openSync, renameSync, rmSync } from 'node:fs';
 import { chmod, chown, mkdir, open, readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
-  AlreadyExistsError,
   diskUsage,
-  FailedPreconditionError,
-  InternalError,
-  InvalidArgumentError,
-  NotFoundError,
   silentLogger,
   snapshotFilter,
-  updatedLabels,
-  validateLabels,
+  SnapshotMetaStore,
   type Labels,
   type Logger,
   type Mount,
   type SnapshotCleaner,
   type SnapshotInfo,
-  type SnapshotKind,
   type SnapshotOptions,
   type Snapshotter,
   type SnapshotUsage,
+  type StoredInfo,
+  type StoredSnapshot,
 } from '@berth/core';
 import { mountPointsUnder } from './mount-points';
 import { snapshotMounts, type SnapshotLayout } from './mounts';
 import { defaultOverlayOptions } from './overlay-support';
-import { SnapshotDb, type SnapshotRow } from './snapshot-db';
 
 /** Label containerd's `upperdir_label` option adds to every snapshot's info. */
 export const UPPERDIR_LABEL = 'containerd.io/snapshot/overlay.upperdir';
@@ -71,7 +64,7 @@ export class OverlaySnapshotter implements Snapshotter, SnapshotCleaner {
 
   private constructor(
     readonly root: string,
-    private readonly db: SnapshotDb,
+    private readonly store: SnapshotMetaStore,
     private readonly options: OverlaySnapshotterOptions,
   ) {
     this.snapshotsDir = join(root, 'snapshots');
@@ -86,52 +79,35 @@ export class OverlaySnapshotter implements Snapshotter, SnapshotCleaner {
    */
   static async open(root: string, options: OverlaySnapshotterOptions = {}): Promise<OverlaySnapshotter> {
     await mkdir(join(root, 'snapshots'), { recursive: true, mode: 0o700 });
-    const db = SnapshotDb.open(join(root, OVERLAY_METADATA_DB));
-    const snapshotter = new OverlaySnapshotter(root, db, options);
+    const store = SnapshotMetaStore.open(join(root, OVERLAY_METADATA_DB), { name: `overlay snapshotter at ${root}` });
+    const snapshotter = new OverlaySnapshotter(root, store, options);
     try {
       await snapshotter.recover();
     } catch (err) {
-      db.close();
+      store.close();
       throw err;
     }
     return snapshotter;
   }
 
   async stat(key: string): Promise<SnapshotInfo> {
-    const db = this.openDb();
-    const row = this.existing(db, key);
-    return this.info(row, db.labels(row.id));
+    return this.info(this.store.getInfo(key));
   }
 
   async update(info: { name: string; labels: Labels }, fieldpaths: string[] = []): Promise<SnapshotInfo> {
-    const db = this.openDb();
     // A client may send back what stat() gave it; the synthetic label is not ours to store.
-    const requested = Object.fromEntries(Object.entries(info.labels ?? {}).filter(([k]) => k !== UPPERDIR_LABEL));
-    return db.transaction(() => {
-      const row = this.existing(db, info.name);
-      const labels = updatedLabels(db.labels(row.id), requested, fieldpaths);
-      validateLabels(labels);
-      db.replaceLabels(row.id, labels, new Date());
-      return this.info(this.existing(db, info.name), db.labels(row.id));
-    });
+    const labels = Object.fromEntries(Object.entries(info.labels ?? {}).filter(([k]) => k !== UPPERDIR_LABEL));
+    return this.info(this.store.updateInfo({ name: info.name, labels }, fieldpaths));
   }
 
   async usage(key: string): Promise<SnapshotUsage> {
-    const row = this.existing(this.openDb(), key);
+    const { id, info, usage } = this.store.getInfo(key);
     // Only an active snapshot's layer still changes; a committed one's was measured at commit.
-    if (row.kind === 'active') return diskUsage(this.layout.fsPath(row.id));
-    return { size: row.size, inodes: row.inodes };
+    return info.kind === 'active' ? diskUsage(this.layout.fsPath(id)) : usage;
   }
 
   async mounts(key: string): Promise<Mount[]> {
-    const db = this.openDb();
-    const row = this.existing(db, key);
-    if (row.kind === 'committed') {
-      throw new FailedPreconditionError(
-        `snapshot ${JSON.stringify(key)} is committed: only active snapshots and views have mounts`,
-      );
-    }
-    return this.mountsOf(db, row);
+    return this.mountsOf(this.store.getSnapshot(key));
   }
 
   async prepare(key: string, parent: string, options: SnapshotOptions = {}): Promise<Mount[]> {
@@ -143,46 +119,25 @@ export class OverlaySnapshotter implements Snapshotter, SnapshotCleaner {
   }
 
   async commit(name: string, key: string, options: SnapshotOptions = {}): Promise<void> {
-    const db = this.openDb();
-    requireName('name', name);
-    const labels = options.labels ?? {};
-    validateLabels(labels);
-    const active = this.existing(db, key);
-    if (active.kind !== 'active') throw new FailedPreconditionError(`snapshot ${JSON.stringify(key)} is not active`);
-    if (db.get(name)) throw new AlreadyExistsError(`snapshot ${JSON.stringify(name)}: already exists`);
-    const usage = await diskUsage(this.layout.fsPath(active.id));
-    db.transaction(() => {
-      // Looked up again: a remove() or another commit may have run while du walked the tree.
-      const row = db.get(key);
-      if (!row || row.id !== active.id) throw new NotFoundError(`snapshot ${JSON.stringify(key)}: not found`);
-      if (row.kind !== 'active') throw new FailedPreconditionError(`snapshot ${JSON.stringify(key)} is not active`);
-      asAlreadyExists(name, () => db.commit(row.id, name, usage, labels, new Date()));
-    });
+    const measure = (id: number) => diskUsage(this.layout.fsPath(id));
+    const id = await this.store.commitActive(name, key, options.labels ?? {}, measure);
     // Only an active snapshot needs overlay's work dir; a leftover is harmless and open() drops it.
-    await rm(this.layout.workPath(active.id), { recursive: true, force: true }).catch((err: unknown) =>
+    await rm(this.layout.workPath(id), { recursive: true, force: true }).catch((err: unknown) =>
       this.logger.warn({ err, snapshot: name }, 'removing the work dir of a committed snapshot'),
     );
   }
 
   async remove(key: string): Promise<void> {
-    const db = this.openDb();
-    const id = db.transaction(() => {
-      const row = this.existing(db, key);
-      if (db.hasChildren(row.id)) {
-        throw new FailedPreconditionError(`cannot remove snapshot ${JSON.stringify(key)}: it has children`);
-      }
-      db.delete(row.id);
-      return row.id;
-    });
+    const { id } = this.store.remove(key);
     if (this.options.syncRemove) await this.removeSnapshotDir(this.snapshotDir(id));
   }
 
   async *walk(filters: string[] = []): AsyncIterable<SnapshotInfo> {
     const matches = snapshotFilter(filters);
     // Read everything first: the caller may call back into the snapshotter between items.
-    const infos = this.openDb()
-      .all()
-      .map(({ row, labels }) => this.info(row, labels))
+    const infos = this.store
+      .walkInfo()
+      .map((stored) => this.info(stored))
       .filter(matches);
     yield* infos;
   }
@@ -191,7 +146,7 @@ export class OverlaySnapshotter implements Snapshotter, SnapshotCleaner {
   async cleanup(): Promise<void> {
     const names = await readdir(this.snapshotsDir);
     // Ids read after the listing: a directory in it that has no row now never will, as ids are not reused.
-    const ids = this.openDb().ids();
+    const ids = this.store.idMap();
     for (const name of names) {
       const path = join(this.snapshotsDir, name);
       if (this.isLeftover(name, ids) && !this.building.has(path)) await this.removeSnapshotDir(path);
@@ -199,17 +154,13 @@ export class OverlaySnapshotter implements Snapshotter, SnapshotCleaner {
   }
 
   async close(): Promise<void> {
-    this.db.close();
+    this.store.close();
   }
 
-  private async create(kind: SnapshotKind, key: string, parent: string, options: SnapshotOptions): Promise<Mount[]> {
-    const db = this.openDb();
-    requireName('key', key);
-    const labels = options.labels ?? {};
-    validateLabels(labels);
-    // Cheap early answers; the transaction below checks both again.
-    if (db.get(key)) throw new AlreadyExistsError(`snapshot ${JSON.stringify(key)}: already exists`);
-    const parentRow = parent === '' ? undefined : this.committedParent(db, parent);
+  private async create(kind: 'active' | 'view', key: string, parent: string, options: SnapshotOptions): Promise<Mount[]> {
+    const snapshot = { kind, key, parent, labels: options.labels ?? {} };
+    // Cheap early answers; createSnapshot checks again.
+    const parentId = this.store.checkCreate(snapshot);
 
     // Named here, not by mkdtemp, so that cleanup() knows it is ours before it exists.
     const temp = join(this.snapshotsDir, `${tempPrefix}${randomBytes(8).toString('hex')}`);
@@ -218,10 +169,10 @@ export class OverlaySnapshotter implements Snapshotter, SnapshotCleaner {
       await mkdir(temp, { mode: 0o700 });
       const fsDir = join(temp, 'fs');
       await mkdir(fsDir);
-      if (parentRow) {
+      if (parentId !== null) {
         // overlay takes its root dir's owner and mode from the upper dir, so a
         // container sees the image's root, not ours.
-        const parentRoot = await stat(this.layout.fsPath(parentRow.id));
+        const parentRoot = await stat(this.layout.fsPath(parentId));
         await chown(fsDir, parentRoot.uid, parentRoot.gid);
         await chmod(fsDir, parentRoot.mode & 0o7777);
       } else {
@@ -232,100 +183,44 @@ export class OverlaySnapshotter implements Snapshotter, SnapshotCleaner {
         await chmod(join(temp, 'work'), 0o711);
       }
       await fsyncDir(temp);
-      const row = this.publish(db, temp, { kind, key, parent, labels });
-      return this.mountsOf(db, row);
+      const directory = { from: temp, to: (id: number) => this.snapshotDir(id) };
+      return this.mountsOf(this.store.createSnapshot({ ...snapshot, parentId }, directory));
     } finally {
       this.building.delete(temp);
       await rm(temp, { recursive: true, force: true });
     }
   }
 
-  /**
-   * Inserts the row and renames `temp` to the new id in one transaction. If
-   * the commit fails after the rename, the directory is taken away again; if
-   * the process dies there, the directory has no row and open() deletes it.
-   */
-  private publish(
-    db: SnapshotDb,
-    temp: string,
-    snapshot: { kind: SnapshotKind; key: string; parent: string; labels: Labels },
-  ): SnapshotRow {
-    let published: string | undefined;
-    try {
-      return db.transaction(() => {
-        const parentRow = snapshot.parent === '' ? undefined : this.committedParent(db, snapshot.parent);
-        const id = asAlreadyExists(snapshot.key, () =>
-          db.insert({ ...snapshot, parentId: parentRow?.id ?? null, now: new Date() }),
-        );
-        const target = this.snapshotDir(id);
-        if (existsSync(target)) throw new InternalError(`snapshot directory ${target} exists before its snapshot`);
-        renameSync(temp, target);
-        published = target;
-        // The rename must be on disk before the row that points at it is.
-        fsyncDirSync(this.snapshotsDir);
-        return this.existing(db, snapshot.key);
-      });
-    } catch (err) {
-      if (published) rmSync(published, { recursive: true, force: true });
-      throw err;
-    }
+  private mountsOf(snapshot: StoredSnapshot): Mount[] {
+    return snapshotMounts(this.layout, snapshot, snapshot.parentIds, this.overlayOptions);
   }
 
-  private mountsOf(db: SnapshotDb, row: SnapshotRow): Mount[] {
-    return snapshotMounts(this.layout, row, db.ancestors(row.id), this.overlayOptions);
-  }
-
-  private committedParent(db: SnapshotDb, parent: string): SnapshotRow {
-    const row = db.get(parent);
-    if (!row) throw new NotFoundError(`parent snapshot ${JSON.stringify(parent)}: not found`);
-    if (row.kind !== 'committed') {
-      throw new InvalidArgumentError(`parent snapshot ${JSON.stringify(parent)} is not committed`);
-    }
-    return row;
-  }
-
-  private existing(db: SnapshotDb, key: string): SnapshotRow {
-    const row = db.get(key);
-    if (!row) throw new NotFoundError(`snapshot ${JSON.stringify(key)}: not found`);
-    return row;
-  }
-
-  private info(row: SnapshotRow, labels: Labels): SnapshotInfo {
-    return {
-      kind: row.kind,
-      name: row.key,
-      parent: row.parentKey,
-      labels: this.options.upperdirLabel ? { ...labels, [UPPERDIR_LABEL]: this.layout.fsPath(row.id) } : labels,
-      createdAt: row.createdAt,
-      updatedAt: row.updatedAt,
-    };
-  }
-
-  private openDb(): SnapshotDb {
-    if (!this.db.isOpen) throw new FailedPreconditionError(`overlay snapshotter at ${this.root} is closed`);
-    return this.db;
+  /** The public info, with UPPERDIR_LABEL added when configured. */
+  private info({ id, info }: StoredInfo): SnapshotInfo {
+    if (!this.options.upperdirLabel) return info;
+    return { ...info, labels: { ...info.labels, [UPPERDIR_LABEL]: this.layout.fsPath(id) } };
   }
 
   private snapshotDir(id: number): string {
     return join(this.snapshotsDir, String(id));
   }
 
-  private isLeftover(name: string, ids: ReadonlySet<number>): boolean {
+  private isLeftover(name: string, ids: ReadonlyMap<number, StoredSnapshot>): boolean {
     return name.startsWith(tempPrefix) || (snapshotDirName.test(name) && !ids.has(Number(name)));
   }
 
   /** Start-up: delete leftovers, and say so when a snapshot's directory is missing. */
   private async recover(): Promise<void> {
     const names = new Set(await readdir(this.snapshotsDir));
-    const ids = this.db.ids();
+    const snapshots = this.store.idMap();
     for (const name of names) {
-      if (this.isLeftover(name, ids)) await this.removeSnapshotDir(join(this.snapshotsDir, name));
+      if (this.isLeftover(name, snapshots)) await this.removeSnapshotDir(join(this.snapshotsDir, name));
     }
-    for (const { row } of this.db.all()) {
-      if (!names.has(String(row.id))) {
-        this.logger.error({ snapshot: row.key, id: row.id }, 'snapshot directory is missing');
-      } else if (row.kind !== 'active') {
-        await rm(this.layout.workPath(row.id), { recursive: true, force: true });
+    for (const { id, key, kind } of snapshots.values()) {
+      if (!names.has(String(id))) {
+        this.logger.error({ snapshot: key, id }, 'snapshot directory is missing');
+      } else if (kind !== 'active') {
+        await rm(this.layout.workPath(id), { recursive: true, force: true });
       }
     }
   }
@@ -345,36 +240,11 @@ export class OverlaySnapshotter implements Snapshotter, SnapshotCleaner {
   }
 }
 
-function requireName(what: string, value: string): void {
-  if (typeof value !== 'string' || value === '') throw new InvalidArgumentError(`snapshot ${what} must not be empty`);
-}
-
-/** Runs `write`, turning a UNIQUE violation on the key into AlreadyExists. */
-function asAlreadyExists<T>(key: string, write: () => T): T {
-  try {
-    return write();
-  } catch (err) {
-    if ((err as { code?: unknown }).code === 'SQLITE_CONSTRAINT_UNIQUE') {
-      throw new AlreadyExistsError(`snapshot ${JSON.stringify(key)}: already exists`, { cause: err });
-    }
-    throw err;
-  }
-}
-
 async function fsyncDir(dir: string): Promise<void> {
   const handle = await open(dir, 'r');
   try {
     await handle.sync();
   } finally {
     await handle.close();
-  }
-}
-
-function fsyncDirSync(dir: string): void {
-  const fd = openSync(dir, 'r');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
   }
 }

@@ -1,4 +1,4 @@
-import { PluginType, Snapshotter, z, type PluginRegistration } from '@berth/core';
+import { bindSnapshotter, PluginType, z, type PluginRegistration } from '@berth/core';
 import { mountAll, unmountAll } from '@berth/sys';
 import { OverlaySnapshotter } from './overlay-snapshotter';
 import { checkOverlaySupport, defaultOverlayOptions } from './overlay-support';
@@ -33,13 +33,6 @@ export const overlayfsSnapshotterPlugin: PluginRegistration<OverlayfsConfig, Ove
       mountOptions: ctx.config.mount_options,
       logger: ctx.logger,
     });
-    try {
-      ctx.container.bind<Snapshotter>(Snapshotter).toConstantValue(snapshotter).whenTargetNamed(ctx.id);
-    } catch (err) {
-      await snapshotter.close();
-      throw err;
-    }
-    ctx.meta.exports.root = ctx.root;
-    return snapshotter;
+    return bindSnapshotter(ctx, snapshotter, { root: ctx.root });
   },
 };
