@@ -15,6 +15,7 @@ import {
   resolveTtrpcAddress,
   validatePluginUris,
 } from '@berth/core';
+import { proxySnapshotterPlugins } from '@berth/snapshotter-proxy';
 import { builtinPlugins } from './builtins';
 import { loadPluginModules } from './external-plugins';
 import { prepareSocket, secureSocket } from './socket';
@@ -34,7 +35,7 @@ export class Daemon {
 
   /** Every registration berthd would load with `config` (builtins + plugin_modules). */
   static registrations(config: BerthConfig): PluginRegistration[] {
-    return [...builtinPlugins, ...loadPluginModules(config.plugin_modules, process.cwd())];
+    return [...builtinPlugins, ...loadPluginModules(config.plugin_modules, process.cwd()), ...proxySnapshotterPlugins(config)];
   }
 
   static async start(config: BerthConfig, logger?: Logger): Promise<Daemon> {
