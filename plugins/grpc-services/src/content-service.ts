@@ -78,6 +78,10 @@ async function* requestsOf<T>(call: grpc.ServerDuplexStream<T, unknown>): AsyncG
  */
 async function handleWrite(content: NamespacedContentStore, call: WriteCall): Promise<void> {
   let writer: ContentWriter | undefined;
+  // Asked once: status() flushes the writer's buffer, which per message would
+  // turn every 64 KiB request into its own disk write.
+  let startedAt: Date | undefined;
+  let knownTotal = 0;
   try {
     const store = content.forNamespace(namespaceOf(call), { lease: leaseOf(call) });
     for await (const req of requestsOf(call)) {
@@ -87,8 +91,12 @@ async function handleWrite(content: NamespacedContentStore, call: WriteCall): Pr
       } else if (req.ref && req.ref !== writer.ref) {
         throw new InvalidArgumentError(`write stream for ref ${JSON.stringify(writer.ref)} got ref ${JSON.stringify(req.ref)}`);
       }
-      const status = await writer.status();
-      const total = req.total || status.total;
+      if (!startedAt) {
+        const status = await writer.status();
+        startedAt = status.startedAt;
+        knownTotal = status.total;
+      }
+      const total = req.total || knownTotal;
       if (req.action === contentV1.WriteAction.WRITE || req.action === contentV1.WriteAction.COMMIT) {
         if (req.data.length > 0 || req.action === contentV1.WriteAction.WRITE) {
           if (req.offset === 0 && writer.offset > 0 && req.data.length > 0) await writer.truncate(0);
@@ -102,7 +110,7 @@ async function handleWrite(content: NamespacedContentStore, call: WriteCall): Pr
       }
       const response: contentV1.WriteContentResponse = {
         action: req.action,
-        startedAt: status.startedAt,
+        startedAt,
         updatedAt: new Date(),
         offset: writer.offset,
         total,
