@@ -41,6 +41,7 @@ export * from './images';
 export * from './leases';
 export * from './gc';
 export * from './snapshots';
+export * from './diff';
 export * from './transfer/types';
 
 export type {
@@ -52,6 +53,7 @@ export type {
   LeasesApi,
   NamespacesApi,
   PluginInfo,
+  SnapshotsApi,
   VersionInfo,
 } from './client/types';
 export { createBerth, type CreateBerthOptions } from './client/local';

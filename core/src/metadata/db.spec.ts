@@ -206,7 +206,7 @@ describe('migration 2: content, ingests, leases and images', () => {
 
     const db = openMetadataDb(path);
     try {
-      expect(db.pragma('user_version', { simple: true })).toBe(2);
+      expect(db.pragma('user_version', { simple: true })).toBe(METADATA_SCHEMA_VERSION);
       expect(db.prepare('SELECT name, created_at, updated_at FROM namespaces').all()).toEqual([
         { name: 'default', created_at: 1, updated_at: 2 },
       ]);
@@ -275,6 +275,86 @@ describe('migration 2: content, ingests, leases and images', () => {
       expect(() =>
         db.prepare("INSERT INTO ingests (namespace, ref, shared_digest, created_at, updated_at) VALUES ('ns', 'r', 'sha256:x', 0, 0)").run(),
       ).toThrow(/CHECK/);
+    } finally {
+      db.close();
+    }
+  });
+});
+
+describe('migration 3: snapshots', () => {
+  const tempDir = useTempDir();
+
+  it('upgrades a version 2 database, keeping what it holds', () => {
+    const path = join(tempDir(), 'meta.db');
+    const v2 = new Database(path);
+    v2.pragma('journal_mode = WAL');
+    v2.pragma('foreign_keys = ON');
+    migrateSchema(v2, path, metadataMigrations.slice(0, 2));
+    v2.exec(`
+      INSERT INTO namespaces VALUES ('default', 1, 2);
+      INSERT INTO leases VALUES ('default', 'pull', 3);
+      INSERT INTO lease_resources VALUES ('default', 'pull', 'snapshots/overlayfs', 'sha256:aa');
+    `);
+    v2.close();
+
+    const db = openMetadataDb(path);
+    try {
+      expect(db.pragma('user_version', { simple: true })).toBe(METADATA_SCHEMA_VERSION);
+      expect(db.prepare('SELECT resource_id FROM lease_resources').pluck().all()).toEqual(['sha256:aa']);
+      const tables = db.prepare("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name").pluck().all();
+      expect(tables).toEqual(expect.arrayContaining(['snapshots', 'snapshot_labels', 'snapshot_sequences']));
+      expect(db.pragma('foreign_key_check')).toEqual([]);
+    } finally {
+      db.close();
+    }
+  });
+
+  it('keeps parents, backend keys and labels consistent', () => {
+    const db = openMetadataDb(':memory:');
+    const insert = db.prepare('INSERT INTO snapshots VALUES (?, ?, ?, ?, ?, ?, 0, 0)');
+    const code = (fn: () => unknown): string | undefined => {
+      try {
+        fn();
+        return undefined;
+      } catch (err) {
+        return (err as { code?: string }).code;
+      }
+    };
+    try {
+      db.exec("INSERT INTO namespaces VALUES ('a', 0, 0), ('b', 0, 0)");
+      insert.run('a', 'overlayfs', 'base', 'a/1/base', null, 'committed');
+      insert.run('a', 'overlayfs', 'child', 'a/2/child', 'base', 'active');
+      // The same key in another namespace or snapshotter is another snapshot.
+      insert.run('b', 'overlayfs', 'base', 'b/3/base', null, 'committed');
+      insert.run('a', 'native', 'base', 'a/1/base-native', null, 'committed');
+      expect(code(() => insert.run('a', 'overlayfs', 'base', 'a/9/base', null, 'committed'))).toBe('SQLITE_CONSTRAINT_PRIMARYKEY');
+      expect(code(() => insert.run('a', 'overlayfs', 'other', 'a/1/base', null, 'committed'))).toBe('SQLITE_CONSTRAINT_UNIQUE');
+      // Parents are namespace- and snapshotter-local; a parent with children stays.
+      expect(code(() => insert.run('b', 'native', 'x', 'b/4/x', 'base', 'active'))).toBe('SQLITE_CONSTRAINT_FOREIGNKEY');
+      expect(code(() => db.prepare("DELETE FROM snapshots WHERE namespace = 'a' AND snapshotter = 'overlayfs' AND key = 'base'").run())).toBe(
+        'SQLITE_CONSTRAINT_FOREIGNKEY',
+      );
+      expect(code(() => insert.run('a', 'overlayfs', 'bad', 'a/5/bad', null, 'frozen'))).toBe('SQLITE_CONSTRAINT_CHECK');
+      // Labels go with their snapshot; a namespace with snapshots cannot go.
+      db.prepare("INSERT INTO snapshot_labels VALUES ('a', 'overlayfs', 'child', 'k', 'v')").run();
+      db.prepare("DELETE FROM snapshots WHERE key = 'child'").run();
+      expect(db.prepare('SELECT count(*) FROM snapshot_labels').pluck().get()).toBe(0);
+      expect(code(() => db.prepare("DELETE FROM namespaces WHERE name = 'b'").run())).toBe('SQLITE_CONSTRAINT_FOREIGNKEY');
+    } finally {
+      db.close();
+    }
+  });
+
+  it('reads snapshot gc labels through the partial index', () => {
+    const db = openMetadataDb(':memory:');
+    try {
+      const plan = db
+        .prepare(
+          `EXPLAIN QUERY PLAN SELECT namespace, snapshot_key, key, value FROM snapshot_labels
+           WHERE key >= 'containerd.io/gc.' AND key < 'containerd.io/gc/' AND snapshotter = ?`,
+        )
+        .all('overlayfs') as { detail: string }[];
+      expect(plan.map((row) => row.detail).join('\n')).toMatch(/USING INDEX snapshot_labels_gc/);
     } finally {
       db.close();
     }

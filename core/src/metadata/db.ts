@@ -52,17 +52,12 @@ export interface Migration {
  * Append new steps to metadataMigrations; never edit or reorder a shipped one,
  * since its index + 1 is the version recorded in existing databases.
  *
- * Migration 2 holds content, ingests, leases and images (see its step). Still
- * to come, each in its own step:
+ * Migration 2 holds content, ingests, leases and images; migration 3 the
+ * snapshots (see their steps). Still to come, in its own step:
  *   containers (namespace, id, image, runtime_name, runtime_options BLOB,
  *     spec BLOB, snapshotter, snapshot_key, sandbox_id, created_at, updated_at;
  *     PK (namespace, id)) + container_labels
  *     + container_extensions (namespace, container_id, name, value BLOB).
- *   snapshots (id INTEGER PRIMARY KEY AUTOINCREMENT, namespace, snapshotter,
- *     key, kind, parent_id REFERENCES snapshots(id) (NO ACTION, so Remove
- *     fails while children exist), created_at, updated_at;
- *     UNIQUE (namespace, snapshotter, key)) + snapshot_labels. The backend
- *     sees keys `<namespace>/<id>/<key>`, which is why id is a sequence.
  * No gc_state table: the collector runs on a timer as well as after deletes,
  * so a collection owed before a restart happens at the first tick after it.
  */
@@ -186,6 +181,56 @@ export const metadataMigrations: readonly Migration[] = [
         ) STRICT, WITHOUT ROWID;
         CREATE INDEX image_labels_gc ON image_labels (key)
           WHERE key >= 'containerd.io/gc.' AND key < 'containerd.io/gc/';
+      `);
+    },
+  },
+  {
+    description: 'snapshots per namespace',
+    up(db) {
+      db.exec(`
+        -- The snapshots each namespace sees, per snapshotter: key is the
+        -- namespace's name for it (an active/view key or a committed name),
+        -- backend_key what the raw snapshotter knows it as,
+        -- '<namespace>/<seq>/<key>'. parent is the namespace-local name of a
+        -- committed snapshot of the same snapshotter; the reference has the
+        -- default NO ACTION, so a snapshot with children cannot be deleted.
+        CREATE TABLE snapshots (
+          namespace   TEXT    NOT NULL REFERENCES namespaces (name),
+          snapshotter TEXT    NOT NULL CHECK (snapshotter <> ''),
+          key         TEXT    NOT NULL CHECK (key <> ''),
+          backend_key TEXT    NOT NULL UNIQUE CHECK (backend_key <> ''),
+          parent      TEXT             CHECK (parent <> ''),
+          kind        TEXT    NOT NULL CHECK (kind IN ('view', 'active', 'committed')),
+          created_at  INTEGER NOT NULL,
+          updated_at  INTEGER NOT NULL,
+          PRIMARY KEY (namespace, snapshotter, key),
+          FOREIGN KEY (namespace, snapshotter, parent) REFERENCES snapshots (namespace, snapshotter, key)
+        ) STRICT, WITHOUT ROWID;
+        -- Children of a snapshot (remove, and the foreign key's own check).
+        CREATE INDEX snapshots_by_parent ON snapshots (namespace, snapshotter, parent);
+        -- The collector's scan and the backend cleanup read one snapshotter's rows.
+        CREATE INDEX snapshots_by_snapshotter ON snapshots (snapshotter);
+
+        CREATE TABLE snapshot_labels (
+          namespace    TEXT NOT NULL,
+          snapshotter  TEXT NOT NULL,
+          snapshot_key TEXT NOT NULL,
+          key          TEXT NOT NULL CHECK (key <> ''),
+          value        TEXT NOT NULL CHECK (value <> ''),
+          PRIMARY KEY (namespace, snapshotter, snapshot_key, key),
+          FOREIGN KEY (namespace, snapshotter, snapshot_key)
+            REFERENCES snapshots (namespace, snapshotter, key) ON DELETE CASCADE
+        ) STRICT, WITHOUT ROWID;
+        CREATE INDEX snapshot_labels_gc ON snapshot_labels (key)
+          WHERE key >= 'containerd.io/gc.' AND key < 'containerd.io/gc/';
+
+        -- The <seq> of backend keys, per snapshotter. Taken before the
+        -- backend call and never reused, so a key a crash left in the
+        -- backend is never handed out again.
+        CREATE TABLE snapshot_sequences (
+          snapshotter TEXT    NOT NULL PRIMARY KEY CHECK (snapshotter <> ''),
+          value       INTEGER NOT NULL CHECK (value > 0)
+        ) STRICT, WITHOUT ROWID;
       `);
     },
   },

@@ -14,3 +14,17 @@ export {
 export { contentServicePlugin, contentServiceConfigSchema, type ContentServiceConfig } from './content-plugin';
 export { GcGuard } from './gc-guard';
 export { sqliteMetadataStoreOf } from './metadata-store';
+export {
+  SqliteSnapshotService,
+  NamespacedSnapshotter,
+  SnapshotTopics,
+  SNAPSHOT_REF_LABEL,
+  INHERITED_SNAPSHOT_LABEL_PREFIX,
+  DEFAULT_SNAPSHOTTER,
+  backendSnapshotKey,
+  inheritedSnapshotLabels,
+  snapshotResourceType,
+  type SnapshotGarbageCollector,
+  type SqliteSnapshotServiceOptions,
+} from './snapshots';
+export { snapshotsServicePlugin, snapshotsServiceConfigSchema, type SnapshotsServiceConfig } from './snapshots-plugin';

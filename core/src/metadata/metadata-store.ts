@@ -35,8 +35,9 @@ export class SqliteMetadataStore implements MetadataStore {
   /**
    * The tables are part of the schema, so their checks belong here rather
    * than to the stores, which may not all be loaded. Names as containerd's
-   * ("blobs" for content); leases block too, unlike containerd, so a
-   * namespace cannot vanish under a client that is still working in it.
+   * ("blobs" for content, `snapshots on "overlayfs" snapshotter`); leases
+   * block too, unlike containerd, so a namespace cannot vanish under a
+   * client that is still working in it.
    */
   private refuseDeletingNamespacesInUse(): void {
     for (const [what, table] of [
@@ -47,6 +48,13 @@ export class SqliteMetadataStore implements MetadataStore {
       const any = this.db.prepare(`SELECT 1 FROM ${table} WHERE namespace = ? LIMIT 1`);
       this.addNamespaceUsageCheck((namespace) => (any.get(namespace) === undefined ? undefined : what));
     }
+    const snapshotters = this.db
+      .prepare<[string], string>('SELECT DISTINCT snapshotter FROM snapshots WHERE namespace = ? ORDER BY snapshotter')
+      .pluck();
+    this.addNamespaceUsageCheck((namespace) => {
+      const names = snapshotters.all(namespace);
+      return names.length === 0 ? undefined : names.map((n) => `snapshots on ${JSON.stringify(n)} snapshotter`).join(', ');
+    });
   }
 
   /** Safe to call twice. */

@@ -11,6 +11,7 @@ import {
   createBerth as createCoreBerth,
   CreateBerthOptions,
   PluginRegistration,
+  snapshotsServicePlugin,
 } from '@berth/core';
 import { contentPlugin } from '@berth/content-local';
 import { transferServicePlugin } from '@berth/transfer';
@@ -24,6 +25,7 @@ export const builtinPlugins: PluginRegistration[] = [
   ...coreContentPlugins,
   overlayfsSnapshotterPlugin as PluginRegistration,
   nativeSnapshotterPlugin as PluginRegistration,
+  snapshotsServicePlugin as PluginRegistration,
   walkingDifferPlugin as PluginRegistration,
   transferServicePlugin as PluginRegistration,
 ];

@@ -10,6 +10,7 @@ import {
   InvalidArgumentError,
   PermissionDeniedError,
   ResourceExhaustedError,
+  type SymlinkPolicy,
 } from '@berth/core';
 import { ByteReader } from './byte-reader';
 import { type Compression, openUncompressed } from './decompress';
@@ -27,7 +28,7 @@ import { quoteName, readTar, type TarEntry, type TarMember } from './tar-reader'
  *   there), so nothing escapes and images whose later layers write through
  *   links like `var/run -> /run` still apply.
  */
-export type SymlinkPolicy = 'refuse-outside-root' | 'resolve-in-root';
+export type { SymlinkPolicy };
 
 export interface ApplyLayerOptions {
   /**

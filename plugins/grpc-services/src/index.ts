@@ -1,25 +1,30 @@
 import type { PluginRegistration } from '@berth/core';
 import { contentGrpcPlugin } from './content-service';
+import { diffGrpcPlugin } from './diff-service';
 import { eventsGrpcPlugin } from './events-service';
 import { healthGrpcPlugin } from './health-service';
 import { imagesGrpcPlugin } from './images-service';
 import { introspectionGrpcPlugin } from './introspection-service';
 import { leasesGrpcPlugin } from './leases-service';
 import { namespacesGrpcPlugin } from './namespaces-service';
+import { snapshotsGrpcPlugin } from './snapshots-service';
 import { transferGrpcPlugin } from './transfer-service';
 import { versionGrpcPlugin } from './version-service';
 
 export {
   contentGrpcPlugin,
+  diffGrpcPlugin,
   eventsGrpcPlugin,
   healthGrpcPlugin,
   imagesGrpcPlugin,
   introspectionGrpcPlugin,
   leasesGrpcPlugin,
   namespacesGrpcPlugin,
+  snapshotsGrpcPlugin,
   transferGrpcPlugin,
   versionGrpcPlugin,
 };
+export { fromProtoMounts, toProtoMounts } from './snapshots-service';
 export { LEASE_METADATA_KEY, leaseOf } from './lease-header';
 
 /** Every gRPC service berth serves, for berthd's builtins. */
@@ -32,5 +37,7 @@ export const grpcServicePlugins: PluginRegistration[] = [
   contentGrpcPlugin,
   imagesGrpcPlugin,
   leasesGrpcPlugin,
+  snapshotsGrpcPlugin,
+  diffGrpcPlugin,
   transferGrpcPlugin,
 ] as PluginRegistration[];

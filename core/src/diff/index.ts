@@ -1,0 +1,1 @@
+export { Applier, Comparer, type ApplyOptions, type CompareOptions, type SymlinkPolicy } from './types';
