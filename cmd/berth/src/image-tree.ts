@@ -17,22 +17,28 @@ export interface ImageCheck {
 
 /**
  * Counts the blobs of an image for the host's platform, as `ctr images check`
- * does: an index contributes the matching manifest, a manifest its config and layers.
+ * does: an index leads to the matching manifest, a manifest to its config and layers.
  */
 export async function checkImage(client: Berth, target: Descriptor): Promise<ImageCheck> {
   const result: ImageCheck = { present: 0, missing: 0, presentBytes: 0, totalBytes: 0 };
   const host = hostPlatform();
   const visit = async (desc: Descriptor): Promise<void> => {
-    result.totalBytes += desc.size;
+    // Like ctr, count the blobs an image needs (config and layers); a missing
+    // manifest or index counts once, as what hides the rest.
+    const isDocument = isIndexType(desc.mediaType) || isManifestType(desc.mediaType);
     try {
       await client.content.info(desc.digest);
     } catch (err) {
       if (!isNotFound(err)) throw err;
       result.missing++;
+      result.totalBytes += desc.size;
       return;
     }
-    result.present++;
-    result.presentBytes += desc.size;
+    if (!isDocument) {
+      result.present++;
+      result.presentBytes += desc.size;
+      result.totalBytes += desc.size;
+    }
     if (isIndexType(desc.mediaType)) {
       const index = (await readJson(client, desc.digest)) as { manifests?: Descriptor[] };
       const children = (index.manifests ?? []).filter((m) => !m.platform || platformMatches(host, m.platform));

@@ -454,6 +454,8 @@ async function openWriter(ctx: PullContext, ref: string, desc: Descriptor): Prom
     try {
       return await ctx.store.writer({ ref, expected: { size: desc.size, digest: desc.digest } });
     } catch (err) {
+      // Committed by whoever held the ingest while we waited: done, as containerd's fetch treats it.
+      if (isAlreadyExists(err)) return undefined;
       if (!isUnavailable(err)) throw err;
     }
     if (await exists(ctx.store, desc.digest)) return undefined;
