@@ -67,7 +67,7 @@ describe('garbage collection of content through berthd (real docker-registry)', 
     const [content, check] = await Promise.all([contentLs(ns), daemon.berth('-n', ns, 'images', 'check')]);
     expect(content).toEqual(blobsOf(image));
     expect(onDisk(blobsOf(image))).toEqual(blobsOf(image));
-    expect(ok(check)).toMatch(/^local\/copy:1\s.*\scomplete \(3\/3\)/m);
+    expect(ok(check)).toMatch(/^local\/copy:1\s.*\scomplete \(2\/2\)/m);
 
     ok(await daemon.berth('-n', ns, 'images', 'rm', '--sync', 'local/copy:1'));
     expect(await contentLs(ns)).toEqual([]);

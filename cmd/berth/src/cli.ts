@@ -8,6 +8,8 @@ import { registerVersionCommand } from './commands/version';
 import { registerImageCommands } from './commands/images';
 import { registerContentCommands } from './commands/content';
 import { registerLeaseCommands } from './commands/leases';
+import { registerSnapshotterCommands } from './commands/snapshotter';
+import { registerSnapshotCommands } from './commands/snapshots';
 
 /** Global options every command sees (ctr's names and environment variables). */
 export interface GlobalOptions {
@@ -59,6 +61,8 @@ export function buildProgram(): { program: Command; exitCode: () => number } {
   registerImageCommands(program, ctx);
   registerContentCommands(program, ctx);
   registerLeaseCommands(program, ctx);
+  registerSnapshotCommands(program, ctx);
+  registerSnapshotterCommands(program, ctx);
   return { program, exitCode: () => exitCode };
 }
 

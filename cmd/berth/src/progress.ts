@@ -50,7 +50,7 @@ export class TransferProgressDisplay {
       let bar = this.bars.get(b.digest);
       const payload = {
         name: `${b.mediaType.split('.').pop()?.replace(/\+.*/, '') ?? 'blob'} ${shortDigest(b.digest)}`.padEnd(24),
-        status: b.status.padEnd(11),
+        status: (b.unpack && b.unpack !== 'waiting' ? b.unpack : b.status).padEnd(11),
         done: formatBytes(b.offset),
         size: formatBytes(b.total),
         speed: `${formatBytes(b.offset / seconds)}/s`,

@@ -4,8 +4,9 @@ import { isAlreadyExists, NotImplementedError } from '../errdefs';
 import type { Image, ImageStore } from '../images/types';
 import type { CreateLeaseOptions, GarbageCollector, Lease, LeaseManager, LeaseResource } from '../leases/types';
 import type { Labels } from '../metadata/types';
+import type { Mount, SnapshotInfo, Snapshotter, SnapshotService, SnapshotUsage } from '../snapshots/types';
 import type { ExportOptions, ImportOptions, PullOptions, PushOptions, TransferService } from '../transfer/types';
-import type { ContentApi, ImagesApi, LeasesApi } from './types';
+import type { ContentApi, ImagesApi, LeasesApi, SnapshotsApi } from './types';
 
 /** Where the local facade finds the stores; any may be absent in a minimal embedding. */
 export interface LocalStores {
@@ -14,6 +15,7 @@ export interface LocalStores {
   leases?: LeaseManager;
   gc?: GarbageCollector;
   transfer?: TransferService;
+  snapshots?: SnapshotService;
 }
 
 function need<T>(value: T | undefined, what: string): T {
@@ -177,5 +179,59 @@ export class LocalLeases implements LeasesApi {
 
   listResources(id: string): Promise<LeaseResource[]> {
     return this.manager.listResources(this.namespace, id);
+  }
+}
+
+export class LocalSnapshots implements SnapshotsApi {
+  constructor(
+    private readonly stores: LocalStores,
+    private readonly namespace: string,
+    readonly snapshotter: string,
+    private readonly lease?: string,
+  ) {}
+
+  /** Resolved per call, so an unknown snapshotter fails the call (NotFound) rather than the facade. */
+  private get scoped(): Snapshotter {
+    return need(this.stores.snapshots, 'the snapshot service').forNamespace(this.namespace, this.snapshotter || undefined, {
+      lease: this.lease,
+    });
+  }
+
+  prepare(key: string, parent = '', options: { labels?: Labels } = {}): Promise<Mount[]> {
+    return this.scoped.prepare(key, parent, options);
+  }
+
+  view(key: string, parent = '', options: { labels?: Labels } = {}): Promise<Mount[]> {
+    return this.scoped.view(key, parent, options);
+  }
+
+  mounts(key: string): Promise<Mount[]> {
+    return this.scoped.mounts(key);
+  }
+
+  commit(name: string, key: string, options: { labels?: Labels } = {}): Promise<void> {
+    return this.scoped.commit(name, key, options);
+  }
+
+  remove(key: string): Promise<void> {
+    return this.scoped.remove(key);
+  }
+
+  stat(key: string): Promise<SnapshotInfo> {
+    return this.scoped.stat(key);
+  }
+
+  update(info: { name: string; labels: Labels }, fieldpaths?: string[]): Promise<SnapshotInfo> {
+    return this.scoped.update(info, fieldpaths);
+  }
+
+  async list(filters?: string[]): Promise<SnapshotInfo[]> {
+    const out: SnapshotInfo[] = [];
+    for await (const info of this.scoped.walk(filters)) out.push(info);
+    return out;
+  }
+
+  usage(key: string): Promise<SnapshotUsage> {
+    return this.scoped.usage(key);
   }
 }

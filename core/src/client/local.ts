@@ -12,9 +12,10 @@ import { NamespacedContentStore } from '../content/types';
 import { ImageStore } from '../images/types';
 import { GarbageCollector, LeaseManager } from '../leases/types';
 import { TransferService } from '../transfer/types';
+import { SnapshotService } from '../snapshots/types';
 import type { interfaces } from 'inversify';
-import { LocalContent, LocalImages, LocalLeases, LocalStores } from './local-apis';
-import type { Berth, ContentApi, EventsApi, ImagesApi, LeasesApi, VersionInfo } from './types';
+import { LocalContent, LocalImages, LocalLeases, LocalSnapshots, LocalStores } from './local-apis';
+import type { Berth, ContentApi, EventsApi, ImagesApi, LeasesApi, SnapshotsApi, VersionInfo } from './types';
 
 export interface CreateBerthOptions {
   /** Persistent data (like /var/lib/berth). */
@@ -56,6 +57,7 @@ function localStores(container: interfaces.Container): LocalStores {
     leases: optional(container, LeaseManager),
     gc: optional(container, GarbageCollector),
     transfer: optional(container, TransferService),
+    snapshots: optional(container, SnapshotService),
   };
 }
 
@@ -64,6 +66,7 @@ class LocalBerth implements Berth {
   readonly images: ImagesApi;
   readonly content: ContentApi;
   readonly leases: LeasesApi;
+  private readonly stores: LocalStores;
 
   constructor(
     private readonly plugins: PluginSet,
@@ -73,9 +76,14 @@ class LocalBerth implements Berth {
   ) {
     this.events = new LocalEvents(plugins.getSingle<EventExchange>(PluginType.Event), namespace);
     const stores = localStores(plugins.container);
+    this.stores = stores;
     this.images = new LocalImages(stores, namespace);
     this.content = new LocalContent(stores, namespace, lease);
     this.leases = new LocalLeases(stores, namespace);
+  }
+
+  snapshots(snapshotter = ''): SnapshotsApi {
+    return new LocalSnapshots(this.stores, this.namespace, snapshotter, this.lease);
   }
 
   get namespaces(): NamespacesService {

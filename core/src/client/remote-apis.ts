@@ -1,14 +1,23 @@
 import * as grpc from '@grpc/grpc-js';
 import { Readable, Writable } from 'stream';
 import { pipeline } from 'stream/promises';
-import { contentV1, imagesV1, leasesV1, transferV1 } from '@berth/proto';
+import { containerdTypes, contentV1, imagesV1, leasesV1, snapshotsV1, transferV1 } from '@berth/proto';
 import type { ContentInfo, Descriptor, IngestStatus, ReadOptions } from '../content/types';
 import { fromGrpcError, InternalError, isAlreadyExists } from '../errdefs';
 import type { Image } from '../images/types';
 import type { CreateLeaseOptions, Lease, LeaseResource } from '../leases/types';
 import type { Labels } from '../metadata/types';
-import type { BlobProgress, ExportOptions, ImportOptions, PullOptions, PushOptions, RegistryOptions } from '../transfer/types';
-import type { ContentApi, ImagesApi, LeasesApi } from './types';
+import type {
+  BlobProgress,
+  ExportOptions,
+  ImportOptions,
+  PullOptions,
+  PushOptions,
+  RegistryOptions,
+  UnpackStatus,
+} from '../transfer/types';
+import type { Mount, SnapshotInfo, SnapshotKind, SnapshotUsage } from '../snapshots/types';
+import type { ContentApi, ImagesApi, LeasesApi, SnapshotsApi } from './types';
 
 type Callback<Res> = (err: grpc.ServiceError | null, res: Res) => void;
 
@@ -28,11 +37,31 @@ async function* readStream<T>(stream: grpc.ClientReadableStream<T>): AsyncGenera
   }
 }
 
+/** Bytes per Write message: as ctr sends, so the daemon writes in large pieces. */
+const WRITE_MESSAGE_BYTES = 1 << 20;
+
+/** Regroups a byte stream into chunks of about `size` bytes (stdin arrives in 64 KiB pieces). */
+async function* coalesce(source: AsyncIterable<Buffer>, size: number): AsyncGenerator<Buffer> {
+  let pending: Buffer[] = [];
+  let length = 0;
+  for await (const chunk of source) {
+    pending.push(chunk);
+    length += chunk.length;
+    if (length >= size) {
+      yield Buffer.concat(pending, length);
+      pending = [];
+      length = 0;
+    }
+  }
+  if (length > 0) yield Buffer.concat(pending, length);
+}
+
 export interface RemoteClients {
   content: contentV1.ContentClient;
   images: imagesV1.ImagesClient;
   leases: leasesV1.LeasesClient;
   transfer: transferV1.TransferClient;
+  snapshots: snapshotsV1.SnapshotsClient;
 }
 
 function toDescriptor(d: { mediaType: string; digest: string; size: number; annotations: Record<string, string> } | undefined): Descriptor {
@@ -89,7 +118,15 @@ function toRegistry(options: RegistryOptions | undefined): transferV1.RegistryOp
 }
 
 function toBlobProgress(b: transferV1.BlobProgress): BlobProgress {
-  return { digest: b.digest, mediaType: b.mediaType, offset: b.offset, total: b.total, status: b.status as BlobProgress['status'] };
+  const progress: BlobProgress = {
+    digest: b.digest,
+    mediaType: b.mediaType,
+    offset: b.offset,
+    total: b.total,
+    status: b.status as BlobProgress['status'],
+  };
+  if (b.unpack) progress.unpack = b.unpack as UnpackStatus;
+  return progress;
 }
 
 /** Runs a progress stream to its last message, reporting progress on the way. */
@@ -160,6 +197,8 @@ export class RemoteImages implements ImagesApi {
         registry: toRegistry(options.registry),
         name: options.name ?? '',
         labels: options.labels ?? {},
+        unpack: options.unpack,
+        snapshotter: options.snapshotter ?? '',
       },
       this.md(),
     );
@@ -279,7 +318,7 @@ export class RemoteContent implements ContentApi {
     const expected = options.expected?.digest ?? '';
     let offset = 0;
     try {
-      for await (const chunk of data as AsyncIterable<Buffer>) {
+      for await (const chunk of coalesce(data as AsyncIterable<Buffer>, WRITE_MESSAGE_BYTES)) {
         const ok = call.write({ action: contentV1.WriteAction.WRITE, ref, total, expected, offset, data: chunk, labels: {} });
         offset += chunk.length;
         if (!ok) await new Promise((r) => call.once('drain', r));
@@ -339,5 +378,96 @@ export class RemoteLeases implements LeasesApi {
   async listResources(id: string): Promise<LeaseResource[]> {
     const res = await unaryCall<leasesV1.ListResourcesResponse>((cb) => this.clients.leases.listResources({ id }, this.md(), cb));
     return res.resources.map((r) => ({ id: r.id, type: r.type }));
+  }
+}
+
+const snapshotKinds = new Map<snapshotsV1.Kind, SnapshotKind>([
+  [snapshotsV1.Kind.VIEW, 'view'],
+  [snapshotsV1.Kind.ACTIVE, 'active'],
+  [snapshotsV1.Kind.COMMITTED, 'committed'],
+]);
+
+function toSnapshotInfo(info: snapshotsV1.Info | undefined): SnapshotInfo {
+  if (!info) throw new InternalError('server answered without snapshot info');
+  const kind = snapshotKinds.get(info.kind);
+  if (!kind) throw new InternalError(`server answered snapshot ${JSON.stringify(info.name)} of unknown kind ${info.kind}`);
+  return {
+    kind,
+    name: info.name,
+    parent: info.parent,
+    labels: { ...info.labels },
+    createdAt: info.createdAt ?? new Date(0),
+    updatedAt: info.updatedAt ?? new Date(0),
+  };
+}
+
+function toMounts(mounts: containerdTypes.Mount[]): Mount[] {
+  return mounts.map((m) => ({ type: m.type, source: m.source, ...(m.target ? { target: m.target } : {}), options: [...m.options] }));
+}
+
+/** containerd.services.snapshots.v1.Snapshots, one snapshotter (request field `snapshotter`). */
+export class RemoteSnapshots implements SnapshotsApi {
+  constructor(
+    private readonly clients: RemoteClients,
+    private readonly md: () => grpc.Metadata,
+    readonly snapshotter: string,
+  ) {}
+
+  private get client(): snapshotsV1.SnapshotsClient {
+    return this.clients.snapshots;
+  }
+
+  async prepare(key: string, parent = '', options: { labels?: Labels } = {}): Promise<Mount[]> {
+    const req = { snapshotter: this.snapshotter, key, parent, labels: options.labels ?? {} };
+    const res = await unaryCall<snapshotsV1.PrepareSnapshotResponse>((cb) => this.client.prepare(req, this.md(), cb));
+    return toMounts(res.mounts);
+  }
+
+  async view(key: string, parent = '', options: { labels?: Labels } = {}): Promise<Mount[]> {
+    const req = { snapshotter: this.snapshotter, key, parent, labels: options.labels ?? {} };
+    const res = await unaryCall<snapshotsV1.ViewSnapshotResponse>((cb) => this.client.view(req, this.md(), cb));
+    return toMounts(res.mounts);
+  }
+
+  async mounts(key: string): Promise<Mount[]> {
+    const res = await unaryCall<snapshotsV1.MountsResponse>((cb) => this.client.mounts({ snapshotter: this.snapshotter, key }, this.md(), cb));
+    return toMounts(res.mounts);
+  }
+
+  async commit(name: string, key: string, options: { labels?: Labels } = {}): Promise<void> {
+    const req = { snapshotter: this.snapshotter, name, key, labels: options.labels ?? {} };
+    await unaryCall((cb) => this.client.commit(req, this.md(), cb));
+  }
+
+  async remove(key: string): Promise<void> {
+    await unaryCall((cb) => this.client.remove({ snapshotter: this.snapshotter, key }, this.md(), cb));
+  }
+
+  async stat(key: string): Promise<SnapshotInfo> {
+    const res = await unaryCall<snapshotsV1.StatSnapshotResponse>((cb) => this.client.stat({ snapshotter: this.snapshotter, key }, this.md(), cb));
+    return toSnapshotInfo(res.info);
+  }
+
+  async update(info: { name: string; labels: Labels }, fieldpaths: string[] = []): Promise<SnapshotInfo> {
+    const req = {
+      snapshotter: this.snapshotter,
+      info: { name: info.name, parent: '', kind: snapshotsV1.Kind.UNKNOWN, labels: info.labels, createdAt: undefined, updatedAt: undefined },
+      updateMask: fieldpaths.length ? fieldpaths : undefined,
+    };
+    const res = await unaryCall<snapshotsV1.UpdateSnapshotResponse>((cb) => this.client.update(req, this.md(), cb));
+    return toSnapshotInfo(res.info);
+  }
+
+  async list(filters: string[] = []): Promise<SnapshotInfo[]> {
+    const out: SnapshotInfo[] = [];
+    for await (const batch of readStream(this.client.list({ snapshotter: this.snapshotter, filters }, this.md()))) {
+      out.push(...batch.info.map(toSnapshotInfo));
+    }
+    return out;
+  }
+
+  async usage(key: string): Promise<SnapshotUsage> {
+    const res = await unaryCall<snapshotsV1.UsageResponse>((cb) => this.client.usage({ snapshotter: this.snapshotter, key }, this.md(), cb));
+    return { size: res.size, inodes: res.inodes };
   }
 }

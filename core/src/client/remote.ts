@@ -1,11 +1,32 @@
 import * as grpc from '@grpc/grpc-js';
-import { contentV1, eventsV1, imagesV1, introspectionV1, leasesV1, namespacesV1, transferV1, versionV1 } from '@berth/proto';
+import {
+  contentV1,
+  eventsV1,
+  imagesV1,
+  introspectionV1,
+  leasesV1,
+  namespacesV1,
+  snapshotsV1,
+  transferV1,
+  versionV1,
+} from '@berth/proto';
 import { BerthError, CanceledError, fromGrpcError, UnavailableError } from '../errdefs';
 import type { AnyMessage, EventEnvelope } from '../events/types';
 import type { Labels, Namespace } from '../metadata/types';
 import { DEFAULT_NAMESPACE } from '../version';
-import { RemoteContent, RemoteImages, RemoteLeases } from './remote-apis';
-import type { Berth, ContentApi, EventsApi, ImagesApi, IntrospectionApi, LeasesApi, NamespacesApi, PluginInfo, VersionInfo } from './types';
+import { RemoteContent, RemoteImages, RemoteLeases, RemoteSnapshots } from './remote-apis';
+import type {
+  Berth,
+  ContentApi,
+  EventsApi,
+  ImagesApi,
+  IntrospectionApi,
+  LeasesApi,
+  NamespacesApi,
+  PluginInfo,
+  SnapshotsApi,
+  VersionInfo,
+} from './types';
 
 /** gRPC metadata keys carrying the namespace and the lease, as containerd reads them. */
 export const NAMESPACE_HEADER = 'containerd-namespace';
@@ -42,6 +63,7 @@ class Connection {
   readonly images: imagesV1.ImagesClient;
   readonly leases: leasesV1.LeasesClient;
   readonly transfer: transferV1.TransferClient;
+  readonly snapshots: snapshotsV1.SnapshotsClient;
 
   constructor(readonly address: string) {
     const target = grpcTarget(address);
@@ -61,6 +83,7 @@ class Connection {
     this.images = new imagesV1.ImagesClient(target, creds, shared);
     this.leases = new leasesV1.LeasesClient(target, creds, shared);
     this.transfer = new transferV1.TransferClient(target, creds, shared);
+    this.snapshots = new snapshotsV1.SnapshotsClient(target, creds, shared);
   }
 
   waitReady(timeoutMs: number): Promise<void> {
@@ -97,6 +120,10 @@ class RemoteBerth implements Berth {
     this.images = new RemoteImages(conn, md);
     this.content = new RemoteContent(conn, md);
     this.leases = new RemoteLeases(conn, md);
+  }
+
+  snapshots(snapshotter = ''): SnapshotsApi {
+    return new RemoteSnapshots(this.conn, () => this.metadata(), snapshotter);
   }
 
   private metadata(): grpc.Metadata {

@@ -6,6 +6,7 @@ import type { CreateLeaseOptions, Lease, LeaseResource } from '../leases/types';
 import type { ExportOptions, ImportOptions, PullOptions, PushOptions } from '../transfer/types';
 import type { Labels, Namespace } from '../metadata/types';
 import type { PluginMeta, PluginStatus } from '../plugin/types';
+import type { Mount, SnapshotInfo, SnapshotUsage } from '../snapshots/types';
 
 /** What the daemon (or the embedded core) reports about itself. */
 export interface VersionInfo {
@@ -95,6 +96,34 @@ export interface LeasesApi {
 }
 
 /**
+ * The snapshots of one snapshotter in the facade's namespace (containerd's
+ * Snapshots service, ctr's `snapshots` commands). What prepare, view and
+ * commit create joins the facade's lease, if it has one.
+ */
+export interface SnapshotsApi {
+  /** The snapshotter these calls use; '' means the daemon's default. */
+  readonly snapshotter: string;
+  /** A new active (writable) snapshot on committed `parent` ('' for none); returns its mounts. */
+  prepare(key: string, parent?: string, options?: { labels?: Labels }): Promise<Mount[]>;
+  /** A new read-only view of `parent`; returns its mounts. */
+  view(key: string, parent?: string, options?: { labels?: Labels }): Promise<Mount[]>;
+  /** Mounts of an active snapshot or view. */
+  mounts(key: string): Promise<Mount[]>;
+  /** Turns active `key` into committed `name`. */
+  commit(name: string, key: string, options?: { labels?: Labels }): Promise<void>;
+  /** FailedPrecondition while it has children. */
+  remove(key: string): Promise<void>;
+  /** NotFound if absent. */
+  stat(key: string): Promise<SnapshotInfo>;
+  /** `fieldpaths` as containerd (`labels`, `labels.<k>`); none replaces all labels. */
+  update(info: { name: string; labels: Labels }, fieldpaths?: string[]): Promise<SnapshotInfo>;
+  /** Snapshots matching any filter (`kind`, `name`, `parent`, `labels.<k>`). */
+  list(filters?: string[]): Promise<SnapshotInfo[]>;
+  /** Disk usage of the snapshot's own layer. */
+  usage(key: string): Promise<SnapshotUsage>;
+}
+
+/**
  * The one typed API over berth, in-process (`createBerth`) or remote
  * (`connect`). Calls act in `namespace` (default `default`).
  */
@@ -106,6 +135,8 @@ export interface Berth {
   readonly images: ImagesApi;
   readonly content: ContentApi;
   readonly leases: LeasesApi;
+  /** Snapshots in `snapshotter` (default: the daemon's default snapshotter). */
+  snapshots(snapshotter?: string): SnapshotsApi;
   version(): Promise<VersionInfo>;
   /** The same facade acting in another namespace (shares the connection). */
   withNamespace(namespace: string): Berth;

@@ -15,6 +15,12 @@ export interface RegistryOptions {
   skipVerify?: boolean;
 }
 
+/**
+ * Where a layer of a pull stands in unpacking: `waiting` (for its blob or
+ * its parent), `unpacking`, `unpacked`, or `exists` (its snapshot was there).
+ */
+export type UnpackStatus = 'waiting' | 'unpacking' | 'unpacked' | 'exists';
+
 /** Progress of one blob in a pull or push. */
 export interface BlobProgress {
   digest: string;
@@ -22,6 +28,8 @@ export interface BlobProgress {
   offset: number;
   total: number;
   status: 'waiting' | 'downloading' | 'uploading' | 'done' | 'exists';
+  /** Layers of an unpacking pull: how far their snapshot is. */
+  unpack?: UnpackStatus;
 }
 
 export type ProgressListener = (blobs: BlobProgress[]) => void;
@@ -34,6 +42,14 @@ export interface PullOptions {
   /** Name to store the image under; default the reference. */
   name?: string;
   labels?: Labels;
+  /**
+   * Unpack the layers into snapshots, as `ctr images pull` does (`false`: fetch
+   * only, as `ctr content fetch`). Default: unpack when the daemon has a
+   * snapshot service and a differ.
+   */
+  unpack?: boolean;
+  /** Snapshotter to unpack into; default the snapshot service's default (`overlayfs`). */
+  snapshotter?: string;
   onProgress?: ProgressListener;
   signal?: AbortSignal;
 }

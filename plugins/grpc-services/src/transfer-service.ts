@@ -45,7 +45,7 @@ function progressWriter(call: grpc.ServerWritableStream<unknown, transferV1.Tran
   let timer: NodeJS.Timeout | undefined;
   const flush = () => {
     timer = undefined;
-    if (pending) call.write({ blobs: pending, image: undefined, done: false });
+    if (pending) call.write({ blobs: pending.map((b) => ({ ...b, unpack: b.unpack ?? '' })), image: undefined, done: false });
     pending = undefined;
   };
   return {
@@ -80,6 +80,8 @@ export const transferGrpcPlugin: PluginRegistration<unknown, GrpcService> = {
               registry: fromRegistry(req.registry),
               name: req.name || undefined,
               labels: req.labels,
+              unpack: req.unpack,
+              snapshotter: req.snapshotter || undefined,
               onProgress: progress.onProgress,
               signal,
             });

@@ -1,7 +1,9 @@
 import type { Readable, Writable } from 'stream';
 import {
-  BlobProgress,
+  Applier,
   ContentStore,
+  Descriptor,
+  FailedPreconditionError,
   ExportOptions,
   Image,
   ImageStore,
@@ -14,10 +16,17 @@ import {
   PullOptions,
   PushOptions,
   RegistryOptions,
+  SnapshotService,
   TransferService,
+  isManifestType,
 } from '@berth/core';
 import { exportArchive, importArchive } from '@berth/archive';
 import { pullImage, pushImage, ResolverOptions, type BlobProgress as RemoteBlobProgress } from '@berth/remotes';
+import { BlobArrivals, PullProgress } from './pull-progress';
+import { TRANSFER_LEASE_LABEL } from './recovery';
+import type { ApplyPool } from './apply-pool';
+import type { LayerStager } from './staged-apply';
+import { Unpacker, type UnpackTarget } from './unpacker';
 
 /**
  * How long the lease that protects a transfer's blobs lives if berthd dies
@@ -38,12 +47,16 @@ function resolverOptions(registry: RegistryOptions | undefined): ResolverOptions
 
 /** Folds per-blob events into the whole picture listeners get. */
 function progressAggregator(listener: ProgressListener | undefined): (event: RemoteBlobProgress) => void {
-  const blobs = new Map<string, BlobProgress>();
-  return (event) => {
-    if (!listener) return;
-    blobs.set(event.digest, { ...event });
-    listener([...blobs.values()]);
-  };
+  const progress = new PullProgress(listener);
+  return (event) => progress.blob(event);
+}
+
+/** What unpacking needs besides the content store; looked up when a pull starts, as plugins may come later. */
+export interface UnpackServices {
+  snapshots(): SnapshotService | undefined;
+  applier(): Applier | undefined;
+  /** Side-by-side extraction for overlayfs (staged-apply.ts), when the applier is the walking differ. */
+  stager?(): LayerStager | undefined;
 }
 
 /**
@@ -57,15 +70,22 @@ export class ImageTransferService implements TransferService {
     private readonly images: ImageStore,
     private readonly leases: LeaseManager,
     private readonly logger?: Logger,
+    private readonly unpackServices?: UnpackServices,
+    private readonly pool?: ApplyPool,
   ) {}
 
-  private async withLease<T>(namespace: string, work: (store: ContentStore) => Promise<T>): Promise<T> {
+  /** Stops the unpack worker threads. */
+  async close(): Promise<void> {
+    await this.pool?.close();
+  }
+
+  private async withLease<T>(namespace: string, work: (store: ContentStore, lease: string) => Promise<T>): Promise<T> {
     const lease = await this.leases.create(namespace, {
-      labels: { 'berth.io/transfer': 'true' },
+      labels: { [TRANSFER_LEASE_LABEL]: 'true' },
       expiresAt: new Date(Date.now() + TRANSFER_LEASE_TTL_MS),
     });
     try {
-      return await work(this.content.forNamespace(namespace, { lease: lease.id }));
+      return await work(this.content.forNamespace(namespace, { lease: lease.id }), lease.id);
     } finally {
       await this.leases.delete(namespace, lease.id).catch((err: unknown) =>
         this.logger?.warn({ err, lease: lease.id }, 'could not remove transfer lease'),
@@ -83,17 +103,94 @@ export class ImageTransferService implements TransferService {
     }
   }
 
+  /**
+   * Where a pull unpacks, or undefined when it only fetches: `unpack: false`,
+   * or left unset on a berth without snapshots or a differ.
+   */
+  private unpackTarget(namespace: string, lease: string, store: ContentStore, options: PullOptions): UnpackTarget | undefined {
+    if (options.unpack === false) return undefined;
+    const snapshots = this.unpackServices?.snapshots();
+    const applier = this.unpackServices?.applier();
+    if (!snapshots || !applier) {
+      if (options.unpack === true || options.snapshotter) {
+        throw new FailedPreconditionError('cannot unpack: this berth has no snapshot service or no differ');
+      }
+      return undefined;
+    }
+    const snapshotter = options.snapshotter || snapshots.defaultName;
+    return {
+      snapshots: snapshots.forNamespace(namespace, snapshotter, { lease }),
+      snapshotter,
+      content: store,
+      applier,
+      scope: `${namespace}/${snapshotter}`,
+      // Staged layers are overlayfs upper dirs: only the overlayfs snapshotter takes them.
+      stager: snapshotter === 'overlayfs' ? this.unpackServices?.stager?.() : undefined,
+    };
+  }
+
+  /**
+   * Fetches the image and, unless told not to, unpacks each platform
+   * manifest the pull fetched into snapshots. Unpacking starts as soon as a
+   * manifest is stored and applies each layer once its blob is, so it runs
+   * alongside the download. The image is recorded once both are done.
+   */
   async pull(namespace: string, ref: string, options: PullOptions = {}): Promise<Image> {
-    return this.withLease(namespace, async (store) => {
-      const result = await pullImage(ref, {
-        ...resolverOptions(options.registry),
-        logger: this.logger,
-        store,
-        platforms: options.platforms?.length ? options.platforms : undefined,
-        allPlatforms: options.allPlatforms,
-        onProgress: progressAggregator(options.onProgress),
-        signal: options.signal,
-      });
+    return this.withLease(namespace, async (store, lease) => {
+      const target = this.unpackTarget(namespace, lease, store, options);
+      const progress = new PullProgress(options.onProgress);
+      const arrivals = new BlobArrivals();
+      // An unpack failure stops the download, and the other way round.
+      const stop = new AbortController();
+      const signal = options.signal ? AbortSignal.any([options.signal, stop.signal]) : stop.signal;
+      const unpacker = target ? new Unpacker(target, this.logger) : undefined;
+      const unpacks = new Map<string, Promise<void>>();
+      let unpackError: { error: unknown } | undefined;
+      const startUnpack = (manifest: Descriptor) => {
+        if (!unpacker || unpacks.has(manifest.digest)) return;
+        const work = unpacker
+          .unpack(manifest, {
+            blobReady: (desc) => arrivals.wait(desc),
+            onLayer: (layer, status) => progress.unpack(layer, status),
+            signal,
+          })
+          .then(
+            () => undefined,
+            (error: unknown) => {
+              if (!unpackError && !signal.aborted) unpackError = { error };
+              stop.abort();
+            },
+          );
+        unpacks.set(manifest.digest, work);
+      };
+      let result: Awaited<ReturnType<typeof pullImage>>;
+      try {
+        result = await pullImage(ref, {
+          ...resolverOptions(options.registry),
+          logger: this.logger,
+          store,
+          dedupeKey: `content:${namespace}`,
+          platforms: options.platforms?.length ? options.platforms : undefined,
+          allPlatforms: options.allPlatforms,
+          onProgress: (event) => {
+            progress.blob(event);
+            if (event.status !== 'done' && event.status !== 'exists') return;
+            arrivals.arrive(event.digest);
+            if (isManifestType(event.mediaType)) startUnpack({ mediaType: event.mediaType, digest: event.digest, size: event.total });
+          },
+          signal,
+        });
+      } catch (err) {
+        arrivals.fail(err);
+        stop.abort();
+        await Promise.all(unpacks.values());
+        throw unpackError?.error ?? err;
+      }
+      arrivals.finish();
+      // Manifests the events did not announce (none, normally) are unpacked now.
+      for (const manifest of result.manifests) startUnpack(manifest);
+      await Promise.all(unpacks.values());
+      if (unpackError) throw unpackError.error;
       return this.record(namespace, options.name ?? result.name, result.target, options.labels);
     });
   }

@@ -46,6 +46,15 @@ export interface PullRequest {
   /** Image name to store under (default: ref). */
   name: string;
   labels: { [key: string]: string };
+  /**
+   * Unpack the layers into snapshots (ctr images pull) or only fetch (ctr
+   * content fetch). Unset: unpack when the daemon has snapshots and a differ.
+   */
+  unpack?:
+    | boolean
+    | undefined;
+  /** Snapshotter to unpack into (default: the daemon's default). */
+  snapshotter: string;
 }
 
 export interface PullRequest_LabelsEntry {
@@ -70,6 +79,8 @@ export interface BlobProgress {
   total: number;
   /** waiting, downloading, uploading, done, exists */
   status: string;
+  /** Layers of an unpacking pull: waiting, unpacking, unpacked, exists ("" otherwise). */
+  unpack: string;
 }
 
 export interface Image {
@@ -270,7 +281,16 @@ export const RegistryOptions: MessageFns<RegistryOptions, "berth.services.transf
 };
 
 function createBasePullRequest(): PullRequest {
-  return { ref: "", platforms: [], allPlatforms: false, registry: undefined, name: "", labels: {} };
+  return {
+    ref: "",
+    platforms: [],
+    allPlatforms: false,
+    registry: undefined,
+    name: "",
+    labels: {},
+    unpack: undefined,
+    snapshotter: "",
+  };
 }
 
 export const PullRequest: MessageFns<PullRequest, "berth.services.transfer.v1.PullRequest"> = {
@@ -295,6 +315,12 @@ export const PullRequest: MessageFns<PullRequest, "berth.services.transfer.v1.Pu
     globalThis.Object.entries(message.labels).forEach(([key, value]: [string, string]) => {
       PullRequest_LabelsEntry.encode({ key: key as any, value }, writer.uint32(50).fork()).join();
     });
+    if (message.unpack !== undefined) {
+      writer.uint32(56).bool(message.unpack);
+    }
+    if (message.snapshotter !== "") {
+      writer.uint32(66).string(message.snapshotter);
+    }
     return writer;
   },
 
@@ -362,6 +388,22 @@ export const PullRequest: MessageFns<PullRequest, "berth.services.transfer.v1.Pu
             }
             continue;
           }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.unpack = reader.bool();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.snapshotter = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -401,6 +443,8 @@ export const PullRequest: MessageFns<PullRequest, "berth.services.transfer.v1.Pu
           {},
         )
         : {},
+      unpack: isSet(object.unpack) ? globalThis.Boolean(object.unpack) : undefined,
+      snapshotter: isSet(object.snapshotter) ? globalThis.String(object.snapshotter) : "",
     };
   },
 
@@ -430,6 +474,12 @@ export const PullRequest: MessageFns<PullRequest, "berth.services.transfer.v1.Pu
         });
       }
     }
+    if (message.unpack !== undefined) {
+      obj.unpack = message.unpack;
+    }
+    if (message.snapshotter !== "") {
+      obj.snapshotter = message.snapshotter;
+    }
     return obj;
   },
 
@@ -454,6 +504,8 @@ export const PullRequest: MessageFns<PullRequest, "berth.services.transfer.v1.Pu
       },
       {},
     );
+    message.unpack = object.unpack ?? undefined;
+    message.snapshotter = object.snapshotter ?? "";
     return message;
   },
 };
@@ -692,7 +744,7 @@ export const PushRequest: MessageFns<PushRequest, "berth.services.transfer.v1.Pu
 };
 
 function createBaseBlobProgress(): BlobProgress {
-  return { digest: "", mediaType: "", offset: 0, total: 0, status: "" };
+  return { digest: "", mediaType: "", offset: 0, total: 0, status: "", unpack: "" };
 }
 
 export const BlobProgress: MessageFns<BlobProgress, "berth.services.transfer.v1.BlobProgress"> = {
@@ -713,6 +765,9 @@ export const BlobProgress: MessageFns<BlobProgress, "berth.services.transfer.v1.
     }
     if (message.status !== "") {
       writer.uint32(42).string(message.status);
+    }
+    if (message.unpack !== "") {
+      writer.uint32(50).string(message.unpack);
     }
     return writer;
   },
@@ -770,6 +825,14 @@ export const BlobProgress: MessageFns<BlobProgress, "berth.services.transfer.v1.
             message.status = reader.string();
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.unpack = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -793,6 +856,7 @@ export const BlobProgress: MessageFns<BlobProgress, "berth.services.transfer.v1.
       offset: isSet(object.offset) ? globalThis.Number(object.offset) : 0,
       total: isSet(object.total) ? globalThis.Number(object.total) : 0,
       status: isSet(object.status) ? globalThis.String(object.status) : "",
+      unpack: isSet(object.unpack) ? globalThis.String(object.unpack) : "",
     };
   },
 
@@ -813,6 +877,9 @@ export const BlobProgress: MessageFns<BlobProgress, "berth.services.transfer.v1.
     if (message.status !== "") {
       obj.status = message.status;
     }
+    if (message.unpack !== "") {
+      obj.unpack = message.unpack;
+    }
     return obj;
   },
 
@@ -826,6 +893,7 @@ export const BlobProgress: MessageFns<BlobProgress, "berth.services.transfer.v1.
     message.offset = object.offset ?? 0;
     message.total = object.total ?? 0;
     message.status = object.status ?? "";
+    message.unpack = object.unpack ?? "";
     return message;
   },
 };
