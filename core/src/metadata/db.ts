@@ -198,12 +198,14 @@ export const metadataMigrations: readonly Migration[] = [
           namespace   TEXT    NOT NULL REFERENCES namespaces (name),
           snapshotter TEXT    NOT NULL CHECK (snapshotter <> ''),
           key         TEXT    NOT NULL CHECK (key <> ''),
-          backend_key TEXT    NOT NULL UNIQUE CHECK (backend_key <> ''),
+          backend_key TEXT    NOT NULL CHECK (backend_key <> ''),
           parent      TEXT             CHECK (parent <> ''),
           kind        TEXT    NOT NULL CHECK (kind IN ('view', 'active', 'committed')),
           created_at  INTEGER NOT NULL,
           updated_at  INTEGER NOT NULL,
           PRIMARY KEY (namespace, snapshotter, key),
+          -- Each snapshotter numbers its own backend keys, so they are unique per snapshotter only.
+          UNIQUE (snapshotter, backend_key),
           FOREIGN KEY (namespace, snapshotter, parent) REFERENCES snapshots (namespace, snapshotter, key)
         ) STRICT, WITHOUT ROWID;
         -- Children of a snapshot (remove, and the foreign key's own check).
