@@ -29,12 +29,15 @@ export {
 
 export {
   GrpcService,
+  LEASE_METADATA_KEY,
+  leaseOf,
   NAMESPACE_METADATA_KEY,
   namespaceOf,
   optionalNamespaceOf,
   serverStream,
   unary,
 } from './server/grpc-service';
+export { prepareSocket, secureSocket, socketPath } from './server/socket';
 
 export * from './content';
 export * from './images';

@@ -14,7 +14,8 @@ import { BerthError, CanceledError, fromGrpcError, UnavailableError } from '../e
 import type { AnyMessage, EventEnvelope } from '../events/types';
 import type { Labels, Namespace } from '../metadata/types';
 import { DEFAULT_NAMESPACE } from '../version';
-import { RemoteContent, RemoteImages, RemoteLeases, RemoteSnapshots } from './remote-apis';
+import { LEASE_METADATA_KEY, NAMESPACE_METADATA_KEY } from '../server/grpc-service';
+import { RemoteContent, RemoteImages, RemoteLeases, RemoteSnapshots, unaryCall as call } from './remote-apis';
 import type {
   Berth,
   ContentApi,
@@ -28,9 +29,6 @@ import type {
   VersionInfo,
 } from './types';
 
-/** gRPC metadata keys carrying the namespace and the lease, as containerd reads them. */
-export const NAMESPACE_HEADER = 'containerd-namespace';
-export const LEASE_HEADER = 'containerd-lease';
 
 export interface ConnectOptions {
   namespace?: string;
@@ -38,14 +36,6 @@ export interface ConnectOptions {
   timeoutMs?: number;
 }
 
-type Callback<Res> = (err: grpc.ServiceError | null, res: Res) => void;
-
-/** Makes one unary call; server errors come back as berth error kinds. */
-function call<Res>(invoke: (callback: Callback<Res>) => unknown): Promise<Res> {
-  return new Promise((resolve, reject) => {
-    invoke((err, res) => (err ? reject(fromGrpcError(err)) : resolve(res)));
-  });
-}
 
 /** Turns `/path` or `unix:///path` into a grpc-js target. */
 export function grpcTarget(address: string): string {
@@ -128,8 +118,8 @@ class RemoteBerth implements Berth {
 
   private metadata(): grpc.Metadata {
     const md = new grpc.Metadata();
-    md.set(NAMESPACE_HEADER, this.namespace);
-    if (this.lease) md.set(LEASE_HEADER, this.lease);
+    md.set(NAMESPACE_METADATA_KEY, this.namespace);
+    if (this.lease) md.set(LEASE_METADATA_KEY, this.lease);
     return md;
   }
 

@@ -9,8 +9,16 @@ export interface GrpcService {
   register(server: grpc.Server): void;
 }
 
-/** gRPC metadata key carrying the namespace, as containerd reads it. */
+/** gRPC metadata keys carrying the namespace and the lease, as containerd reads them. */
 export const NAMESPACE_METADATA_KEY = 'containerd-namespace';
+export const LEASE_METADATA_KEY = 'containerd-lease';
+
+/** The lease a call's new resources join, if the caller named one. */
+export function leaseOf(call: { metadata: grpc.Metadata }): string | undefined {
+  const value = call.metadata.get(LEASE_METADATA_KEY)[0];
+  const lease = typeof value === 'string' ? value : value?.toString('utf8');
+  return lease || undefined;
+}
 
 /** The namespace a call acts in; InvalidArgument when the caller sent none. */
 export function namespaceOf(call: { metadata: grpc.Metadata }): string {
