@@ -101,19 +101,30 @@ export async function* readTar(input: Readable): AsyncGenerator<TarMember> {
     wake = undefined;
     w?.();
   };
+  // Settles when reading fails, so a reader awaiting member data never outwaits the failure:
+  // a Minipass entry destroyed before its iterator's next() is called never answers that call.
+  let rejectFailed!: (err: Error) => void;
+  const failed = new Promise<never>((_, reject) => (rejectFailed = reject));
+  failed.catch(() => undefined);
   const fail = (err: Error) => {
     failure ??= err;
-    // A reader waiting on the current member's data would otherwise wait forever;
-    // it sees the failure when the data stops (see `bodyOf`).
+    rejectFailed(failure);
     current?.destroy();
     notify();
   };
   async function* bodyOf(entry: ReadEntry): AsyncGenerator<Buffer> {
-    try {
-      for await (const chunk of entry) yield chunk;
-    } catch (err) {
-      // Minipass reports our destroy() as "stream destroyed"; the cause is `failure`.
-      throw failure ?? err;
+    const chunks = entry[Symbol.asyncIterator]();
+    for (;;) {
+      if (failure) throw failure;
+      let step: IteratorResult<Buffer>;
+      try {
+        step = await Promise.race([chunks.next(), failed]);
+      } catch (err) {
+        // Minipass reports our destroy() as "stream destroyed"; the cause is `failure`.
+        throw failure ?? err;
+      }
+      if (step.done) break;
+      yield step.value;
     }
     if (failure) throw failure;
   }
