@@ -46,10 +46,14 @@ export * from './gc';
 export * from './snapshots';
 export * from './diff';
 export * from './transfer/types';
+export * from './containers';
+export * from './runtime';
 
 export type {
   Berth,
+  ContainersApi,
   ContentApi,
+  CreateTaskRequestOptions,
   EventsApi,
   ImagesApi,
   IntrospectionApi,
@@ -57,6 +61,8 @@ export type {
   NamespacesApi,
   PluginInfo,
   SnapshotsApi,
+  TaskMetric,
+  TasksApi,
   VersionInfo,
 } from './client/types';
 export { createBerth, type CreateBerthOptions } from './client/local';

@@ -1,3 +1,5 @@
+import type { ContainerStore } from '../containers/types';
+import type { TaskService } from '../runtime/types';
 import type { Readable, Writable } from 'stream';
 import type { ContentInfo, ContentStore, Descriptor, IngestStatus, NamespacedContentStore, ReadOptions } from '../content/types';
 import { isAlreadyExists, NotImplementedError } from '../errdefs';
@@ -16,9 +18,11 @@ export interface LocalStores {
   gc?: GarbageCollector;
   transfer?: TransferService;
   snapshots?: SnapshotService;
+  containers?: ContainerStore;
+  tasks?: TaskService;
 }
 
-function need<T>(value: T | undefined, what: string): T {
+export function need<T>(value: T | undefined, what: string): T {
   if (!value) throw new NotImplementedError(`${what} is not available: no plugin provides it in this berth`);
   return value;
 }

@@ -14,8 +14,12 @@ import { GarbageCollector, LeaseManager } from '../leases/types';
 import { TransferService } from '../transfer/types';
 import { SnapshotService } from '../snapshots/types';
 import type { interfaces } from 'inversify';
+import { ContainerStore } from '../containers/types';
+import { TaskService } from '../runtime/types';
+import { LocalContainers } from './local-containers';
+import { LocalTasks } from './local-tasks';
 import { LocalContent, LocalImages, LocalLeases, LocalSnapshots, LocalStores } from './local-apis';
-import type { Berth, ContentApi, EventsApi, ImagesApi, LeasesApi, SnapshotsApi, VersionInfo } from './types';
+import type { Berth, ContainersApi, TasksApi, ContentApi, EventsApi, ImagesApi, LeasesApi, SnapshotsApi, VersionInfo } from './types';
 
 export interface CreateBerthOptions {
   /** Persistent data (like /var/lib/berth). */
@@ -58,6 +62,8 @@ function localStores(container: interfaces.Container): LocalStores {
     gc: optional(container, GarbageCollector),
     transfer: optional(container, TransferService),
     snapshots: optional(container, SnapshotService),
+    containers: optional(container, ContainerStore),
+    tasks: optional(container, TaskService),
   };
 }
 
@@ -66,6 +72,8 @@ class LocalBerth implements Berth {
   readonly images: ImagesApi;
   readonly content: ContentApi;
   readonly leases: LeasesApi;
+  readonly containers: ContainersApi;
+  readonly tasks: TasksApi;
   private readonly stores: LocalStores;
 
   constructor(
@@ -80,6 +88,8 @@ class LocalBerth implements Berth {
     this.images = new LocalImages(stores, namespace);
     this.content = new LocalContent(stores, namespace, lease);
     this.leases = new LocalLeases(stores, namespace);
+    this.containers = new LocalContainers(stores, namespace);
+    this.tasks = new LocalTasks(stores, namespace);
   }
 
   snapshots(snapshotter = ''): SnapshotsApi {

@@ -1,7 +1,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { Readable, Writable } from 'stream';
 import { pipeline } from 'stream/promises';
-import { containerdTypes, contentV1, imagesV1, leasesV1, snapshotsV1, transferV1 } from '@berth/proto';
+import { containerdTypes, containersV1, contentV1, imagesV1, leasesV1, snapshotsV1, tasksV1, transferV1 } from '@berth/proto';
 import type { ContentInfo, Descriptor, IngestStatus, ReadOptions } from '../content/types';
 import { fromGrpcError, InternalError, isAlreadyExists } from '../errdefs';
 import type { Image } from '../images/types';
@@ -62,6 +62,8 @@ export interface RemoteClients {
   leases: leasesV1.LeasesClient;
   transfer: transferV1.TransferClient;
   snapshots: snapshotsV1.SnapshotsClient;
+  containers: containersV1.ContainersClient;
+  tasks: tasksV1.TasksClient;
 }
 
 function toDescriptor(d: { mediaType: string; digest: string; size: number; annotations: Record<string, string> } | undefined): Descriptor {

@@ -1,5 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
 import {
+  containersV1,
   contentV1,
   eventsV1,
   imagesV1,
@@ -7,6 +8,7 @@ import {
   leasesV1,
   namespacesV1,
   snapshotsV1,
+  tasksV1,
   transferV1,
   versionV1,
 } from '@berth/proto';
@@ -16,8 +18,12 @@ import type { Labels, Namespace } from '../metadata/types';
 import { DEFAULT_NAMESPACE } from '../version';
 import { LEASE_METADATA_KEY, NAMESPACE_METADATA_KEY } from '../server/grpc-service';
 import { RemoteContent, RemoteImages, RemoteLeases, RemoteSnapshots, unaryCall as call } from './remote-apis';
+import { RemoteContainers } from './remote-containers';
+import { RemoteTasks } from './remote-tasks';
 import type {
   Berth,
+  ContainersApi,
+  TasksApi,
   ContentApi,
   EventsApi,
   ImagesApi,
@@ -54,6 +60,8 @@ class Connection {
   readonly leases: leasesV1.LeasesClient;
   readonly transfer: transferV1.TransferClient;
   readonly snapshots: snapshotsV1.SnapshotsClient;
+  readonly containers: containersV1.ContainersClient;
+  readonly tasks: tasksV1.TasksClient;
 
   constructor(readonly address: string) {
     const target = grpcTarget(address);
@@ -74,6 +82,8 @@ class Connection {
     this.leases = new leasesV1.LeasesClient(target, creds, shared);
     this.transfer = new transferV1.TransferClient(target, creds, shared);
     this.snapshots = new snapshotsV1.SnapshotsClient(target, creds, shared);
+    this.containers = new containersV1.ContainersClient(target, creds, shared);
+    this.tasks = new tasksV1.TasksClient(target, creds, shared);
   }
 
   waitReady(timeoutMs: number): Promise<void> {
@@ -96,6 +106,8 @@ class RemoteBerth implements Berth {
   readonly images: ImagesApi;
   readonly content: ContentApi;
   readonly leases: LeasesApi;
+  readonly containers: ContainersApi;
+  readonly tasks: TasksApi;
 
   constructor(
     private readonly conn: Connection,
@@ -110,6 +122,8 @@ class RemoteBerth implements Berth {
     this.images = new RemoteImages(conn, md);
     this.content = new RemoteContent(conn, md);
     this.leases = new RemoteLeases(conn, md);
+    this.containers = new RemoteContainers(conn, md);
+    this.tasks = new RemoteTasks(conn, md);
   }
 
   snapshots(snapshotter = ''): SnapshotsApi {

@@ -7,6 +7,8 @@ import type { ExportOptions, ImportOptions, PullOptions, PushOptions } from '../
 import type { Labels, Namespace } from '../metadata/types';
 import type { PluginMeta, PluginStatus } from '../plugin/types';
 import type { Mount, SnapshotInfo, SnapshotUsage } from '../snapshots/types';
+import type { Container, NewContainer } from '../containers/types';
+import type { DeletedProcess, ExitStatus, ProcessIO, ProcessInfo, ProcessState } from '../runtime/types';
 
 /** What the daemon (or the embedded core) reports about itself. */
 export interface VersionInfo {
@@ -127,6 +129,54 @@ export interface SnapshotsApi {
  * The one typed API over berth, in-process (`createBerth`) or remote
  * (`connect`). Calls act in `namespace` (default `default`).
  */
+export interface ContainersApi {
+  create(container: NewContainer): Promise<Container>;
+  get(id: string): Promise<Container>;
+  list(filters?: string[]): Promise<Container[]>;
+  update(container: Pick<Container, 'id'> & Partial<Container>, fieldpaths?: string[]): Promise<Container>;
+  /** Sets labels (an empty value removes one). */
+  label(id: string, labels: Labels): Promise<Container>;
+  delete(id: string): Promise<void>;
+}
+
+export interface CreateTaskRequestOptions {
+  io?: ProcessIO;
+  /** Mounts for the rootfs; when omitted, the container's snapshot (snapshotter + snapshotKey) is mounted. */
+  rootfs?: Mount[];
+  /** Per-task runtime options (e.g. `containerd.runc.v1.Options`). */
+  options?: AnyMessage;
+  /** An absolute path to the shim binary, overriding the container's runtime name. */
+  runtimePath?: string;
+}
+
+export interface TaskMetric {
+  id: string;
+  timestamp: Date;
+  /** e.g. `io.containerd.cgroups.v1.Metrics`. */
+  data?: AnyMessage;
+}
+
+/** Tasks by container id; `execId` picks an exec instead of the init process. */
+export interface TasksApi {
+  create(containerId: string, options?: CreateTaskRequestOptions): Promise<{ pid: number }>;
+  start(containerId: string, execId?: string): Promise<number>;
+  get(containerId: string, execId?: string): Promise<ProcessState>;
+  list(filters?: string[]): Promise<ProcessState[]>;
+  kill(containerId: string, signal: number, options?: { execId?: string; all?: boolean }): Promise<void>;
+  wait(containerId: string, execId?: string): Promise<ExitStatus>;
+  /** Adds an exec; start it with start(containerId, execId). */
+  exec(containerId: string, execId: string, spec: Record<string, unknown>, io: ProcessIO): Promise<void>;
+  delete(containerId: string): Promise<DeletedProcess>;
+  deleteProcess(containerId: string, execId: string): Promise<DeletedProcess>;
+  pause(containerId: string): Promise<void>;
+  resume(containerId: string): Promise<void>;
+  pids(containerId: string): Promise<ProcessInfo[]>;
+  metrics(filters?: string[]): Promise<TaskMetric[]>;
+  resizePty(containerId: string, width: number, height: number, execId?: string): Promise<void>;
+  closeIO(containerId: string, execId?: string): Promise<void>;
+  update(containerId: string, resources?: AnyMessage, annotations?: Record<string, string>): Promise<void>;
+}
+
 export interface Berth {
   readonly namespace: string;
   readonly namespaces: NamespacesApi;
@@ -137,6 +187,8 @@ export interface Berth {
   readonly leases: LeasesApi;
   /** Snapshots in `snapshotter` (default: the daemon's default snapshotter). */
   snapshots(snapshotter?: string): SnapshotsApi;
+  readonly containers: ContainersApi;
+  readonly tasks: TasksApi;
   version(): Promise<VersionInfo>;
   /** The same facade acting in another namespace (shares the connection). */
   withNamespace(namespace: string): Berth;

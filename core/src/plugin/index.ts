@@ -15,5 +15,5 @@ export { createContainer, pluginToken, pluginUri } from './container';
 
 // The one inversify every plugin uses: tokens and decorator metadata only match
 // within a single copy, so third-party packages import these from @berth/core.
-export { Container, ContainerModule, inject, injectable, named, optional, postConstruct } from 'inversify';
+export { Container as InversifyContainer, ContainerModule, inject, injectable, named, optional, postConstruct } from 'inversify';
 export type { interfaces } from 'inversify';

@@ -15,7 +15,7 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Container, errorKind, silentLogger, Snapshotter, snapshotterSuite, type InitContext } from '@berth/core';
+import { InversifyContainer as Container, errorKind, silentLogger, Snapshotter, snapshotterSuite, type InitContext } from '@berth/core';
 import * as sys from '@berth/sys';
 import { NativeSnapshotter, nativeSnapshotterPlugin, type NativeSnapshotterConfig } from './index';
 
