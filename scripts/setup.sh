@@ -15,6 +15,7 @@ APT_PACKAGES=(
   containernetworking-plugins
   iproute2 procps psmisc util-linux
   build-essential python3  # node-gyp builds better-sqlite3 from source here
+  golang-github-opencontainers-specs-dev  # the OCI runtime spec JSON schema our generated specs are checked against
 )
 
 log() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
