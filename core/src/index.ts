@@ -48,6 +48,7 @@ export * from './diff';
 export * from './transfer/types';
 export * from './containers';
 export * from './runtime';
+export * from './tasks';
 
 export type {
   Berth,

@@ -12,7 +12,10 @@ import {
   CreateBerthOptions,
   PluginRegistration,
   snapshotsServicePlugin,
+  containersServicePlugin,
+  tasksServicePlugin,
 } from '@berth/core';
+import { runtimeV2Plugin } from '@berth/runtime-v2';
 import { contentPlugin } from '@berth/content-local';
 import { transferServicePlugin } from '@berth/transfer';
 import { overlayfsSnapshotterPlugin } from '@berth/snapshotter-overlayfs';
@@ -28,6 +31,9 @@ export const builtinPlugins: PluginRegistration[] = [
   snapshotsServicePlugin as PluginRegistration,
   walkingDifferPlugin as PluginRegistration,
   transferServicePlugin as PluginRegistration,
+  containersServicePlugin,
+  runtimeV2Plugin,
+  tasksServicePlugin,
 ];
 
 /** Every plugin an embedded berth or berthd loads by default, core included. */

@@ -1,4 +1,5 @@
 import type { PluginRegistration } from '@berth/core';
+import { containersGrpcPlugin } from './containers-service';
 import { contentGrpcPlugin } from './content-service';
 import { diffGrpcPlugin } from './diff-service';
 import { eventsGrpcPlugin } from './events-service';
@@ -8,10 +9,12 @@ import { introspectionGrpcPlugin } from './introspection-service';
 import { leasesGrpcPlugin } from './leases-service';
 import { namespacesGrpcPlugin } from './namespaces-service';
 import { snapshotsGrpcPlugin } from './snapshots-service';
+import { tasksGrpcPlugin } from './tasks-service';
 import { transferGrpcPlugin } from './transfer-service';
 import { versionGrpcPlugin } from './version-service';
 
 export {
+  containersGrpcPlugin,
   contentGrpcPlugin,
   diffGrpcPlugin,
   eventsGrpcPlugin,
@@ -21,6 +24,7 @@ export {
   leasesGrpcPlugin,
   namespacesGrpcPlugin,
   snapshotsGrpcPlugin,
+  tasksGrpcPlugin,
   transferGrpcPlugin,
   versionGrpcPlugin,
 };
@@ -40,4 +44,6 @@ export const grpcServicePlugins: PluginRegistration[] = [
   snapshotsGrpcPlugin,
   diffGrpcPlugin,
   transferGrpcPlugin,
+  containersGrpcPlugin,
+  tasksGrpcPlugin,
 ] as PluginRegistration[];

@@ -1,1 +1,1 @@
-export {};
+export { runtimeV2Plugin } from './plugin';

@@ -1,0 +1,1 @@
+export { tasksServicePlugin } from './plugin';
