@@ -314,6 +314,13 @@ describe('berth CLI: images, content and leases through berthd (real docker-regi
     expect(lines(ok(content))).toEqual(lines(ok(original)));
     const manifest = await berthRaw(daemon.address, ['-n', ns, 'content', 'get', fixtures.busybox.manifest.digest]);
     expect(sha256Hex(manifest.stdout)).toBe(fixtures.busybox.manifest.digest);
+    // Like ctr images import, the import unpacked: one committed snapshot per layer.
+    const snapshots = ok(await daemon.berth('-n', ns, 'snapshots', 'ls'));
+    expect(snapshots.split('\n').filter((l) => /\bCommitted\b/i.test(l))).toHaveLength(fixtures.busybox.layers.length);
+    // --no-unpack stores content only.
+    const bare = 'imported-bare';
+    ok(await daemon.berth('-n', bare, 'images', 'import', '--no-unpack', archive));
+    expect(ok(await daemon.berth('-n', bare, 'snapshots', 'ls')).split('\n').filter((l) => /\bCommitted\b/i.test(l))).toHaveLength(0);
   });
 
   it('images push to another repository, then pull it back: digests equal', async () => {

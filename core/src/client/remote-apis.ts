@@ -227,7 +227,15 @@ export class RemoteImages implements ImagesApi {
       const call = this.clients.transfer.import(this.md(), (err, res) =>
         err ? reject(fromGrpcError(err)) : resolve(res.images.map(toImage)),
       );
-      call.write({ options: { baseName: options.baseName ?? '', indexName: options.indexName ?? '' }, data: Buffer.alloc(0) });
+      call.write({
+        options: {
+          baseName: options.baseName ?? '',
+          indexName: options.indexName ?? '',
+          unpack: options.unpack,
+          snapshotter: options.snapshotter ?? '',
+        },
+        data: Buffer.alloc(0),
+      });
       const sink = new Writable({
         write(chunk: Buffer, _enc, done) {
           if (call.write({ options: undefined, data: chunk })) done();

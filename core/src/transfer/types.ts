@@ -69,6 +69,10 @@ export interface ImportOptions {
   baseName?: string;
   /** Name for the archive's whole index (ctr's --index-name). */
   indexName?: string;
+  /** Unpack the host platform's layers into snapshots, as `ctr images import` does (default: when the berth can). */
+  unpack?: boolean;
+  /** Snapshotter to unpack into; default the snapshot service's default. */
+  snapshotter?: string;
 }
 
 export interface ExportOptions {

@@ -115,6 +115,8 @@ export const transferGrpcPlugin: PluginRegistration<unknown, GrpcService> = {
                 started = transfer.import(namespace, archive, {
                   baseName: req.options?.baseName || undefined,
                   indexName: req.options?.indexName || undefined,
+                  unpack: req.options?.unpack,
+                  snapshotter: req.options?.snapshotter || undefined,
                 });
                 started.then(
                   (images) => callback(null, { images: images.map(toProtoImage) }),

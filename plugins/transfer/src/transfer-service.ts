@@ -18,10 +18,12 @@ import {
   RegistryOptions,
   SnapshotService,
   TransferService,
+  hostPlatform,
+  isIndexType,
   isManifestType,
 } from '@berth/core';
 import { exportArchive, importArchive } from '@berth/archive';
-import { pullImage, pushImage, ResolverOptions, type BlobProgress as RemoteBlobProgress } from '@berth/remotes';
+import { pullImage, pushImage, ResolverOptions, selectManifests, type BlobProgress as RemoteBlobProgress } from '@berth/remotes';
 import { BlobArrivals, PullProgress } from './pull-progress';
 import { TRANSFER_LEASE_LABEL } from './recovery';
 import type { ApplyPool } from './apply-pool';
@@ -49,6 +51,20 @@ function resolverOptions(registry: RegistryOptions | undefined): ResolverOptions
 function progressAggregator(listener: ProgressListener | undefined): (event: RemoteBlobProgress) => void {
   const progress = new PullProgress(listener);
   return (event) => progress.blob(event);
+}
+
+/** The platform manifests of `target` this host runs (through nested indexes). */
+async function hostManifests(store: ContentStore, target: Descriptor, name: string): Promise<Descriptor[]> {
+  if (isManifestType(target.mediaType)) return [target];
+  if (!isIndexType(target.mediaType)) return [];
+  const chunks: Buffer[] = [];
+  for await (const chunk of await store.read(target.digest)) chunks.push(chunk as Buffer);
+  const index = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { manifests?: Descriptor[] };
+  const out: Descriptor[] = [];
+  for (const child of selectManifests(index.manifests ?? [], [hostPlatform()], target, name)) {
+    out.push(...(await hostManifests(store, child, name)));
+  }
+  return out;
 }
 
 /** What unpacking needs besides the content store; looked up when a pull starts, as plugins may come later. */
@@ -107,7 +123,12 @@ export class ImageTransferService implements TransferService {
    * Where a pull unpacks, or undefined when it only fetches: `unpack: false`,
    * or left unset on a berth without snapshots or a differ.
    */
-  private unpackTarget(namespace: string, lease: string, store: ContentStore, options: PullOptions): UnpackTarget | undefined {
+  private unpackTarget(
+    namespace: string,
+    lease: string,
+    store: ContentStore,
+    options: Pick<PullOptions, 'unpack' | 'snapshotter'>,
+  ): UnpackTarget | undefined {
     if (options.unpack === false) return undefined;
     const snapshots = this.unpackServices?.snapshots();
     const applier = this.unpackServices?.applier();
@@ -205,9 +226,26 @@ export class ImageTransferService implements TransferService {
     });
   }
 
+  /**
+   * Imports an archive and, as `ctr images import` does, unpacks each image's
+   * host-platform manifest unless `unpack` is false. Images are recorded once
+   * everything is unpacked.
+   */
   async import(namespace: string, archive: Readable, options: ImportOptions = {}): Promise<Image[]> {
-    return this.withLease(namespace, async (store) => {
+    return this.withLease(namespace, async (store, lease) => {
+      const target = this.unpackTarget(namespace, lease, store, options);
       const imported = await importArchive(archive, { store, baseName: options.baseName, indexName: options.indexName });
+      if (target) {
+        const unpacker = new Unpacker(target, this.logger);
+        const done = new Set<string>();
+        for (const image of imported) {
+          for (const manifest of await hostManifests(store, image.target, image.name)) {
+            if (done.has(manifest.digest)) continue;
+            done.add(manifest.digest);
+            await unpacker.unpack(manifest);
+          }
+        }
+      }
       const out: Image[] = [];
       for (const image of imported) out.push(await this.record(namespace, image.name, image.target));
       return out;

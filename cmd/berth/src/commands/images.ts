@@ -248,9 +248,13 @@ export function registerImageCommands(program: Command, ctx: CommandContext): vo
     .argument('<file>')
     .option('--base-name <name>', 'prefix for names without a registry')
     .option('--index-name <name>', 'name for the archive\'s whole index')
-    .action(async (file: string, opts: { baseName?: string; indexName?: string }) => {
+    .option('--snapshotter <name>', 'snapshotter to unpack into (default: the daemon\'s)')
+    .option('--no-unpack', 'store the content only, do not unpack')
+    .action(async (file: string, opts: { baseName?: string; indexName?: string; snapshotter?: string; unpack: boolean }) => {
       const input = file === '-' ? process.stdin : fs.createReadStream(file);
-      const imported = await ctx.withClient((c) => c.images.import(input, opts));
+      const imported = await ctx.withClient((c) =>
+        c.images.import(input, { baseName: opts.baseName, indexName: opts.indexName, snapshotter: opts.snapshotter, unpack: opts.unpack ? undefined : false }),
+      );
       for (const image of imported) process.stdout.write(`${image.name} ${image.target.digest}\n`);
     });
 

@@ -113,6 +113,15 @@ export interface ImportOptions {
   baseName: string;
   /** Name for the whole archive's index (ctr --index-name). */
   indexName: string;
+  /**
+   * Unpack the host platform's layers into snapshots (ctr images import does).
+   * Unset: unpack when the daemon has snapshots and a differ.
+   */
+  unpack?:
+    | boolean
+    | undefined;
+  /** Snapshotter to unpack into (default: the daemon's default). */
+  snapshotter: string;
 }
 
 export interface ImportResponse {
@@ -1353,7 +1362,7 @@ export const ImportRequest: MessageFns<ImportRequest, "berth.services.transfer.v
 };
 
 function createBaseImportOptions(): ImportOptions {
-  return { baseName: "", indexName: "" };
+  return { baseName: "", indexName: "", unpack: undefined, snapshotter: "" };
 }
 
 export const ImportOptions: MessageFns<ImportOptions, "berth.services.transfer.v1.ImportOptions"> = {
@@ -1365,6 +1374,12 @@ export const ImportOptions: MessageFns<ImportOptions, "berth.services.transfer.v
     }
     if (message.indexName !== "") {
       writer.uint32(18).string(message.indexName);
+    }
+    if (message.unpack !== undefined) {
+      writer.uint32(24).bool(message.unpack);
+    }
+    if (message.snapshotter !== "") {
+      writer.uint32(34).string(message.snapshotter);
     }
     return writer;
   },
@@ -1398,6 +1413,22 @@ export const ImportOptions: MessageFns<ImportOptions, "berth.services.transfer.v
             message.indexName = reader.string();
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.unpack = reader.bool();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.snapshotter = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1422,6 +1453,8 @@ export const ImportOptions: MessageFns<ImportOptions, "berth.services.transfer.v
         : isSet(object.index_name)
         ? globalThis.String(object.index_name)
         : "",
+      unpack: isSet(object.unpack) ? globalThis.Boolean(object.unpack) : undefined,
+      snapshotter: isSet(object.snapshotter) ? globalThis.String(object.snapshotter) : "",
     };
   },
 
@@ -1433,6 +1466,12 @@ export const ImportOptions: MessageFns<ImportOptions, "berth.services.transfer.v
     if (message.indexName !== "") {
       obj.indexName = message.indexName;
     }
+    if (message.unpack !== undefined) {
+      obj.unpack = message.unpack;
+    }
+    if (message.snapshotter !== "") {
+      obj.snapshotter = message.snapshotter;
+    }
     return obj;
   },
 
@@ -1443,6 +1482,8 @@ export const ImportOptions: MessageFns<ImportOptions, "berth.services.transfer.v
     const message = createBaseImportOptions();
     message.baseName = object.baseName ?? "";
     message.indexName = object.indexName ?? "";
+    message.unpack = object.unpack ?? undefined;
+    message.snapshotter = object.snapshotter ?? "";
     return message;
   },
 };
