@@ -47,4 +47,7 @@ fi
 
 log "building"
 npm run --silent build
+
+# The main job's image, made offline from busybox-static (cached in .cache/).
+log "demo image: $(node scripts/demo-image.js)"
 log "ready"
