@@ -10,6 +10,7 @@ import { registerContentCommands } from './commands/content';
 import { registerLeaseCommands } from './commands/leases';
 import { registerSnapshotterCommands } from './commands/snapshotter';
 import { registerSnapshotCommands } from './commands/snapshots';
+import { registerContainerCommands } from './commands/containers';
 
 /** Global options every command sees (ctr's names and environment variables). */
 export interface GlobalOptions {
@@ -62,6 +63,7 @@ export function buildProgram(): { program: Command; exitCode: () => number } {
   registerContentCommands(program, ctx);
   registerLeaseCommands(program, ctx);
   registerSnapshotCommands(program, ctx);
+  registerContainerCommands(program, ctx);
   registerSnapshotterCommands(program, ctx);
   return { program, exitCode: () => exitCode };
 }

@@ -27,6 +27,8 @@ export class LocalContainers implements ContainersApi {
     return this.store.update(this.namespace, container, fieldpaths);
   }
   label(id: string, labels: Labels): Promise<Container> {
+    // No paths would mean "replace all labels"; labelling nothing changes nothing.
+    if (Object.keys(labels).length === 0) return this.get(id);
     return this.store.update(this.namespace, { id, labels }, Object.keys(labels).map((k) => `labels.${k}`));
   }
   delete(id: string): Promise<void> {

@@ -1,9 +1,65 @@
 import type * as grpc from '@grpc/grpc-js';
-import { NotImplementedError } from '../errdefs';
+import type { Any, containersV1 } from '@berth/proto';
 import type { Container, NewContainer } from '../containers/types';
+import { InternalError, InvalidArgumentError } from '../errdefs';
+import type { AnyMessage } from '../events/types';
 import type { Labels } from '../metadata/types';
-import type { RemoteClients } from './remote-apis';
+import { unaryCall, type RemoteClients } from './remote-apis';
 import type { ContainersApi } from './types';
+
+function toProtoAny(any: AnyMessage): Any {
+  const { value } = any;
+  return { typeUrl: any.typeUrl, value: Buffer.isBuffer(value) ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength) };
+}
+
+/** A whole proto container; fields the caller left out are their proto defaults. */
+function toProtoContainer(container: Pick<Container, 'id'> & Partial<Container>): containersV1.Container {
+  const message: containersV1.Container = {
+    id: container.id,
+    labels: { ...(container.labels ?? {}) },
+    image: container.image ?? '',
+    snapshotter: container.snapshotter ?? '',
+    snapshotKey: container.snapshotKey ?? '',
+    extensions: Object.fromEntries(Object.entries(container.extensions ?? {}).map(([name, value]) => [name, toProtoAny(value)])),
+    sandbox: container.sandbox ?? '',
+  };
+  if (container.runtime) {
+    message.runtime = { name: container.runtime.name };
+    if (container.runtime.options) message.runtime.options = toProtoAny(container.runtime.options);
+  }
+  if (container.spec) message.spec = toProtoAny(container.spec);
+  return message;
+}
+
+function fromProtoContainer(message: containersV1.Container | undefined): Container {
+  if (!message) throw new InternalError('server answered without a container');
+  const container: Container = {
+    id: message.id,
+    labels: { ...message.labels },
+    image: message.image,
+    runtime: { name: message.runtime?.name ?? '' },
+    snapshotter: message.snapshotter,
+    snapshotKey: message.snapshotKey,
+    createdAt: message.createdAt ?? new Date(0),
+    updatedAt: message.updatedAt ?? new Date(0),
+    extensions: { ...message.extensions },
+    sandbox: message.sandbox,
+  };
+  if (message.runtime?.options) container.runtime.options = message.runtime.options;
+  if (message.spec) container.spec = message.spec;
+  return container;
+}
+
+/** What the store would replace without field paths, named explicitly (see update). */
+function pathsGiven(container: Partial<Container>): string[] {
+  const paths: string[] = [];
+  if (container.labels !== undefined) paths.push('labels');
+  if (container.spec !== undefined) paths.push('spec');
+  if (container.extensions !== undefined) paths.push('extensions');
+  if (container.image !== undefined) paths.push('image');
+  if (container.snapshotKey !== undefined) paths.push('snapshotkey');
+  return paths;
+}
 
 /** Containers over gRPC (containerd.services.containers.v1.Containers). */
 export class RemoteContainers implements ContainersApi {
@@ -12,22 +68,62 @@ export class RemoteContainers implements ContainersApi {
     private readonly md: () => grpc.Metadata,
   ) {}
 
-  create(_container: NewContainer): Promise<Container> {
-    throw new NotImplementedError('containers.create: not implemented yet');
+  private get client(): containersV1.ContainersClient {
+    return this.clients.containers;
   }
-  get(_id: string): Promise<Container> {
-    throw new NotImplementedError('containers.get: not implemented yet');
+
+  async create(container: NewContainer): Promise<Container> {
+    const req: containersV1.CreateContainerRequest = { container: toProtoContainer(container) };
+    const res = await unaryCall<containersV1.CreateContainerResponse>((cb) => this.client.create(req, this.md(), cb));
+    return fromProtoContainer(res.container);
   }
-  list(_filters?: string[]): Promise<Container[]> {
-    throw new NotImplementedError('containers.list: not implemented yet');
+
+  async get(id: string): Promise<Container> {
+    const res = await unaryCall<containersV1.GetContainerResponse>((cb) => this.client.get({ id }, this.md(), cb));
+    return fromProtoContainer(res.container);
   }
-  update(_container: Pick<Container, 'id'> & Partial<Container>, _fieldpaths?: string[]): Promise<Container> {
-    throw new NotImplementedError('containers.update: not implemented yet');
+
+  async list(filters: string[] = []): Promise<Container[]> {
+    const res = await unaryCall<containersV1.ListContainersResponse>((cb) => this.client.list({ filters }, this.md(), cb));
+    return res.containers.map(fromProtoContainer);
   }
-  label(_id: string, _labels: Labels): Promise<Container> {
-    throw new NotImplementedError('containers.label: not implemented yet');
+
+  /**
+   * The wire carries whole containers, so without `fieldpaths` the fields
+   * the caller set are sent as the mask: the result is the same as the
+   * in-process store's, where absent fields are kept. A runtime or
+   * snapshotter in the request is checked against the stored one first,
+   * as the store refuses to change either.
+   */
+  async update(container: Pick<Container, 'id'> & Partial<Container>, fieldpaths: string[] = []): Promise<Container> {
+    let paths = fieldpaths;
+    if (paths.length === 0) {
+      if (container.runtime !== undefined || container.snapshotter !== undefined) {
+        const current = await this.get(container.id);
+        if (container.snapshotter !== undefined && container.snapshotter !== current.snapshotter) {
+          throw new InvalidArgumentError(`container ${JSON.stringify(container.id)}: snapshotter is immutable`);
+        }
+        if (container.runtime !== undefined && container.runtime.name !== current.runtime.name) {
+          throw new InvalidArgumentError(`container ${JSON.stringify(container.id)}: runtime name is immutable`);
+        }
+      }
+      paths = pathsGiven(container);
+      // Nothing to change: answer with the stored container, as the store does.
+      if (paths.length === 0) return this.get(container.id);
+    }
+    const req: containersV1.UpdateContainerRequest = { container: toProtoContainer(container), updateMask: paths };
+    const res = await unaryCall<containersV1.UpdateContainerResponse>((cb) => this.client.update(req, this.md(), cb));
+    return fromProtoContainer(res.container);
   }
-  delete(_id: string): Promise<void> {
-    throw new NotImplementedError('containers.delete: not implemented yet');
+
+  label(id: string, labels: Labels): Promise<Container> {
+    const paths = Object.keys(labels).map((key) => `labels.${key}`);
+    // No paths would mean a full update, which replaces every label.
+    if (paths.length === 0) return this.get(id);
+    return this.update({ id, labels }, paths);
+  }
+
+  async delete(id: string): Promise<void> {
+    await unaryCall((cb) => this.client.delete({ id }, this.md(), cb));
   }
 }

@@ -1,2 +1,3 @@
 export * from './types';
 export { containersServicePlugin } from './plugin';
+export { SqliteContainerStore, type SqliteContainerStoreOptions } from './container-store';

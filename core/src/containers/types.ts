@@ -43,8 +43,11 @@ export interface ContainerStore {
   create(namespace: string, container: NewContainer): Promise<Container>;
   /**
    * Updates `fieldpaths` (`labels`, `labels.<k>`, `image`, `spec`, `snapshotkey`,
-   * `extensions`, `extensions.<k>`); none means labels, image, spec and extensions.
-   * `runtime` and `snapshotter` are immutable (InvalidArgument). NotFound if absent.
+   * `extensions`, `extensions.<k>`); none means whichever of labels, image,
+   * spec, snapshot key and extensions `container` carries (containerd's full
+   * replace; an absent field is kept). `runtime` and `snapshotter` are
+   * immutable (InvalidArgument as a path, or when given and different).
+   * NotFound if absent.
    */
   update(namespace: string, container: Pick<Container, 'id'> & Partial<Container>, fieldpaths?: string[]): Promise<Container>;
   /** NotFound if absent. */

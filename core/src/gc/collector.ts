@@ -41,7 +41,8 @@ interface MetadataSweep {
 /**
  * containerd's metadata garbage collector: mark and sweep over the metadata db.
  *
- * Roots: images (their target and `gc.ref.*` labels), leases that have not
+ * Roots: images (their target and `gc.ref.*` labels), containers (their
+ * snapshot and `gc.ref.*` labels), leases that have not
  * expired (everything they hold), objects labelled `containerd.io/gc.root`,
  * ingests that have not expired or have a live writer, and whatever
  * sweepers declare. References follow `containerd.io/gc.ref.content[.<x>]`
@@ -339,6 +340,17 @@ class MetadataGraph {
       reach({ type: 'content', namespace: image.namespace, id: image.target_digest });
       const labels = imageLabels.get(ownerKey(image.namespace, image.id)) ?? {};
       for (const ref of labelReferences(image.namespace, labels)) reach(ref);
+    }
+    const containers = this.db
+      .prepare('SELECT namespace, id, snapshotter, snapshot_key FROM containers')
+      .all() as (Owned & { snapshotter: string; snapshot_key: string })[];
+    const containerLabels = gcLabelsOf(this.db, 'container_labels', 'container_id');
+    for (const container of containers) {
+      if (container.snapshotter !== '' && container.snapshot_key !== '') {
+        reach({ type: `snapshots/${container.snapshotter}`, namespace: container.namespace, id: container.snapshot_key });
+      }
+      const labels = containerLabels.get(ownerKey(container.namespace, container.id)) ?? {};
+      for (const ref of labelReferences(container.namespace, labels)) reach(ref);
     }
     for (const resource of this.heldBy(this.liveLeases.filter((lease) => !lease.flat))) reach(resource);
     for (const record of this.contentRecords) {

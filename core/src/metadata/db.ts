@@ -53,11 +53,8 @@ export interface Migration {
  * since its index + 1 is the version recorded in existing databases.
  *
  * Migration 2 holds content, ingests, leases and images; migration 3 the
- * snapshots (see their steps). Still to come, in its own step:
- *   containers (namespace, id, image, runtime_name, runtime_options BLOB,
- *     spec BLOB, snapshotter, snapshot_key, sandbox_id, created_at, updated_at;
- *     PK (namespace, id)) + container_labels
- *     + container_extensions (namespace, container_id, name, value BLOB).
+ * snapshots, migration 4 the containers with their labels and extensions
+ * (see their steps).
  * No gc_state table: the collector runs on a timer as well as after deletes,
  * so a collection owed before a restart happens at the first tick after it.
  */
@@ -232,6 +229,59 @@ export const metadataMigrations: readonly Migration[] = [
         CREATE TABLE snapshot_sequences (
           snapshotter TEXT    NOT NULL PRIMARY KEY CHECK (snapshotter <> ''),
           value       INTEGER NOT NULL CHECK (value > 0)
+        ) STRICT, WITHOUT ROWID;
+      `);
+    },
+  },
+  {
+    description: 'containers, their labels and extensions',
+    up(db) {
+      db.exec(`
+        -- containerd's containers.Container. Each Any (runtime options, spec,
+        -- extensions) is kept as its type URL and its bytes, exactly as the
+        -- client sent them; the spec is JSON bytes we never rewrite.
+        -- snapshotter/snapshot_key name the rootfs snapshot the container
+        -- keeps alive (the collector treats every container as a root);
+        -- '' when it has none. No reference to snapshots: as in containerd
+        -- a container may name a snapshot that is gone or not made yet.
+        CREATE TABLE containers (
+          namespace             TEXT    NOT NULL REFERENCES namespaces (name),
+          id                    TEXT    NOT NULL CHECK (id <> ''),
+          image                 TEXT    NOT NULL DEFAULT '',
+          runtime_name          TEXT    NOT NULL CHECK (runtime_name <> ''),
+          runtime_options_type  TEXT,
+          runtime_options       BLOB,
+          spec_type             TEXT,
+          spec                  BLOB,
+          snapshotter           TEXT    NOT NULL DEFAULT '',
+          snapshot_key          TEXT    NOT NULL DEFAULT '',
+          sandbox_id            TEXT    NOT NULL DEFAULT '',
+          created_at            INTEGER NOT NULL,
+          updated_at            INTEGER NOT NULL,
+          PRIMARY KEY (namespace, id),
+          CHECK ((runtime_options_type IS NULL) = (runtime_options IS NULL)),
+          CHECK ((spec_type IS NULL) = (spec IS NULL))
+        ) STRICT, WITHOUT ROWID;
+
+        CREATE TABLE container_labels (
+          namespace    TEXT NOT NULL,
+          container_id TEXT NOT NULL,
+          key          TEXT NOT NULL CHECK (key <> ''),
+          value        TEXT NOT NULL CHECK (value <> ''),
+          PRIMARY KEY (namespace, container_id, key),
+          FOREIGN KEY (namespace, container_id) REFERENCES containers (namespace, id) ON DELETE CASCADE
+        ) STRICT, WITHOUT ROWID;
+        CREATE INDEX container_labels_gc ON container_labels (key)
+          WHERE key >= 'containerd.io/gc.' AND key < 'containerd.io/gc/';
+
+        CREATE TABLE container_extensions (
+          namespace    TEXT NOT NULL,
+          container_id TEXT NOT NULL,
+          name         TEXT NOT NULL CHECK (name <> ''),
+          type_url     TEXT NOT NULL,
+          value        BLOB NOT NULL,
+          PRIMARY KEY (namespace, container_id, name),
+          FOREIGN KEY (namespace, container_id) REFERENCES containers (namespace, id) ON DELETE CASCADE
         ) STRICT, WITHOUT ROWID;
       `);
     },

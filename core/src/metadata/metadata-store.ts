@@ -43,6 +43,7 @@ export class SqliteMetadataStore implements MetadataStore {
     for (const [what, table] of [
       ['images', 'images'],
       ['blobs', 'content_blobs'],
+      ['containers', 'containers'],
       ['leases', 'leases'],
     ] as const) {
       const any = this.db.prepare(`SELECT 1 FROM ${table} WHERE namespace = ? LIMIT 1`);

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { errorKind } from '../errdefs';
-import { Container } from '../plugin';
+import { InversifyContainer as Container } from '../plugin';
 import { bindSnapshotter } from './register';
 import { SnapshotMetaStore } from './storage';
 import { Snapshotter } from './types';
