@@ -12,6 +12,7 @@ import {
   renderConfig,
 } from '@berth/core';
 import { Daemon } from './daemon';
+import { publishEvent, readAll } from './publish';
 
 interface DaemonFlags {
   config?: string;
@@ -88,6 +89,17 @@ export async function runBerthd(argv: string[]): Promise<void> {
       const flags = program.opts<DaemonFlags>();
       const resolved = await resolveConfig(flags);
       process.stdout.write(renderConfig(resolved, pluginDefaults(Daemon.registrations(resolved))));
+    });
+
+  program
+    .command('publish')
+    .description('publish an event (a protobuf Any read from stdin) to a running berthd; shims run this as their -publish-binary')
+    .requiredOption('--topic <topic>', 'event topic, e.g. /tasks/oom')
+    .requiredOption('--namespace <namespace>', 'namespace of the event')
+    .action(async (opts: { topic: string; namespace: string }) => {
+      // `--address` is the program's option, as in `containerd --address A publish ...`.
+      const address = (await resolveConfig(program.opts<DaemonFlags>())).grpc.address;
+      await publishEvent({ address, topic: opts.topic, namespace: opts.namespace, event: await readAll(process.stdin) });
     });
 
   await program.parseAsync(argv);
