@@ -69,6 +69,8 @@ ts_proto_options=(
   esModuleInterop=true
   env=node
   forceLong=number
+  # ...except fields marked [jstype = JS_STRING], which may exceed 2^53.
+  useJsTypeOverride=true
   useDate=true
   useOptionals=messages
   # Keeps the output identical whichever protoc/ts-proto patch level ran.

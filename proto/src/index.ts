@@ -24,6 +24,8 @@ export * as taskTypesV1 from './gen/containerd/v1/types/task';
 /** The runtime v2 shim API (containerd.task.v2.Task), served over ttrpc. */
 export * as shimTaskV2 from './gen/containerd/task/v2/shim';
 export * as runcOptionsV1 from './gen/containerd/runc/v1/options';
+export * as cgroupsV1Metrics from './gen/containerd/cgroups/v1/metrics';
+export * as cgroupsV2Metrics from './gen/containerd/cgroups/v2/metrics';
 /** ttrpc frame payloads: Request, Response, KeyValue. */
 export * as ttrpcEnvelope from './gen/ttrpc/ttrpc';
 /** berth's own daemon-side transfers: pull, push, import, export with progress. */

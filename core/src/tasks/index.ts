@@ -1,1 +1,2 @@
 export { tasksServicePlugin } from './plugin';
+export { LocalTaskService, type LocalTaskServiceOptions } from './task-service';
