@@ -285,7 +285,8 @@ export class ShimTask implements RuntimeTask {
       throw err;
     }
     return {
-      id: r.id || this.id,
+      // The shim answers an exec's id in `id`; ProcessState.id is always the container's.
+      id: this.id,
       execId: r.execId || execId,
       pid: r.pid,
       status: processStatusOf(r.status),
