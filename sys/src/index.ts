@@ -40,3 +40,11 @@ export {
   setxattr,
   type SetXattrOptions,
 } from './xattr';
+export {
+  createProcessIO,
+  DEFAULT_FIFO_ROOT,
+  openProcessIO,
+  removeProcessIO,
+  type CreateProcessIOOptions,
+  type ProcessIOHandle,
+} from './fifo-io';

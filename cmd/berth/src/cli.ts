@@ -11,6 +11,8 @@ import { registerLeaseCommands } from './commands/leases';
 import { registerSnapshotterCommands } from './commands/snapshotter';
 import { registerSnapshotCommands } from './commands/snapshots';
 import { registerContainerCommands } from './commands/containers';
+import { registerRunCommand } from './commands/run';
+import { registerTaskCommands } from './commands/tasks';
 
 /** Global options every command sees (ctr's names and environment variables). */
 export interface GlobalOptions {
@@ -64,6 +66,8 @@ export function buildProgram(): { program: Command; exitCode: () => number } {
   registerLeaseCommands(program, ctx);
   registerSnapshotCommands(program, ctx);
   registerContainerCommands(program, ctx);
+  registerRunCommand(program, ctx, (code) => (exitCode = code));
+  registerTaskCommands(program, ctx, (code) => (exitCode = code));
   registerSnapshotterCommands(program, ctx);
   return { program, exitCode: () => exitCode };
 }

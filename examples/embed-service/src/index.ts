@@ -1,1 +1,1 @@
-export { startEmbedService, type EmbedServiceOptions, type RunningService } from './service';
+export { startEmbedService, type EmbedServiceOptions, type RunningService, type RunRequest, type RunResponse } from './service';

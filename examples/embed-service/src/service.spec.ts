@@ -39,4 +39,17 @@ describe('embed-service: berth in-process behind HTTP', () => {
     const dup = await fetch(`${svc.url}/namespaces`, { method: 'POST', body: JSON.stringify({ name: 'web' }) });
     expect(dup.status).toBe(409);
   });
+
+  it('refuses a POST /run without an image or with bad args, before running anything', async () => {
+    const post = (body: unknown) => fetch(`${svc.url}/run`, { method: 'POST', body: JSON.stringify(body) });
+    const noImage = await post({ args: ['true'] });
+    expect(noImage.status).toBe(400);
+    expect((await noImage.json()).error).toMatch(/image/);
+    const badArgs = await post({ image: 'example.invalid/x:1', args: 'echo hi' });
+    expect(badArgs.status).toBe(400);
+    expect((await badArgs.json()).error).toMatch(/args/);
+    const badJson = await fetch(`${svc.url}/run`, { method: 'POST', body: '{' });
+    expect(badJson.status).toBe(400);
+    expect(await svc.berth.containers.list()).toEqual([]);
+  });
 });

@@ -50,4 +50,23 @@ export function createBerth(options: CreateBerthOptions): Promise<Berth> {
 }
 
 export { connect };
+export {
+  attachTask,
+  containerSpec,
+  DEFAULT_RUNTIME,
+  deleteTask,
+  execInContainer,
+  imageRuntimeInfo,
+  newContainer,
+  removeContainer,
+  runContainer,
+  runTask,
+  type ContainerSpecOptions,
+  type ExecInContainerOptions,
+  type ImageRuntimeInfo,
+  type NewContainerOptions,
+  type RunContainerOptions,
+  type RunResult,
+  type TaskStdioOptions,
+} from './run';
 export type { Berth, CreateBerthOptions };

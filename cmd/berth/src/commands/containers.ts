@@ -10,6 +10,7 @@ import {
 } from '@berth/core';
 import type { CommandContext } from '../cli';
 import { formatLabels, parseKeyValues, printListing } from '../output';
+import { addContainerCreateCommand } from './run';
 
 /** An Any as Go's encoding/json prints containerd's: type URL and base64 bytes. */
 function anyJson(any: AnyMessage): { type_url: string; value?: string } {
@@ -85,6 +86,7 @@ async function hasTask(client: Berth, id: string): Promise<boolean> {
 
 export function registerContainerCommands(program: Command, ctx: CommandContext): void {
   const containers = program.command('containers').aliases(['container', 'c']).description('manage containers');
+  addContainerCreateCommand(containers, ctx);
 
   containers
     .command('ls')
