@@ -1,46 +1,8 @@
-import * as path from 'path';
 import { type AnyMessage, type Berth, type Container, errorKind, OCI_SPEC_TYPE_URL } from '@berth/core';
-import { connect, createBerth } from '@berth/builtins';
-import { BerthdHandle, makeTempDir, removeDir, startBerthd } from '../harness/daemon';
+import { createBerth } from '@berth/builtins';
+import { bothDoors, type Door } from '../harness/doors';
 import { describeAsRoot } from '../harness/root';
 import { collectGarbage, MANUAL_GC_CONFIG, snapshotExists } from './helpers';
-
-interface Door {
-  open(): Promise<Berth>;
-  close(): Promise<void>;
-}
-
-function inProcess(): Door {
-  const dir = makeTempDir();
-  let berth: Berth | undefined;
-  return {
-    async open() {
-      berth = await createBerth({ root: path.join(dir, 'root'), state: path.join(dir, 'state') });
-      return berth;
-    },
-    async close() {
-      await berth?.close();
-      removeDir(dir);
-    },
-  };
-}
-
-function remote(): Door {
-  let daemon: BerthdHandle | undefined;
-  let berth: Berth | undefined;
-  return {
-    async open() {
-      daemon = await startBerthd({ config: MANUAL_GC_CONFIG });
-      berth = await connect(daemon.address);
-      return berth;
-    },
-    async close() {
-      await berth?.close();
-      await daemon?.stop();
-      if (daemon) removeDir(daemon.dir);
-    },
-  };
-}
 
 async function failureKind(action: () => Promise<unknown>): Promise<string> {
   try {
@@ -57,10 +19,12 @@ const runcOptions: AnyMessage = { typeUrl: 'containerd.runc.v1.Options', value: 
 const runtime = { name: 'io.containerd.runc.v2' };
 
 // One suite, two doors: containers behave the same in-process and over gRPC.
-describeAsRoot.each([
-  ['createBerth (in-process, @berth/builtins)', inProcess],
-  ['connect (gRPC to berthd)', remote],
-])('facade containers: %s', (_name, makeDoor) => {
+describeAsRoot.each(
+  bothDoors({
+    inProcess: { createBerth, name: 'createBerth (in-process, @berth/builtins)' },
+    remote: { config: MANUAL_GC_CONFIG },
+  }),
+)('facade containers: %s', (_name, makeDoor) => {
   let door: Door;
   let berth: Berth;
   beforeAll(async () => {

@@ -1,49 +1,11 @@
 import { randomBytes } from 'crypto';
-import * as path from 'path';
 import { Readable } from 'stream';
 import { type Berth, type BlobProgress, isNotFound } from '@berth/core';
-import { connect, createBerth } from '@berth/builtins';
-import { BerthdHandle, makeTempDir, removeDir, startBerthd } from '../harness/daemon';
+import { createBerth } from '@berth/builtins';
+import { bothDoors, type Door } from '../harness/doors';
 import { type FixtureImages, fixtureBlob, fixtureImages } from '../harness/images';
 import { type RegistryHandle, startRegistry } from '../harness/registry';
 import { sha256Hex } from './helpers';
-
-interface Door {
-  open(): Promise<Berth>;
-  close(): Promise<void>;
-}
-
-function inProcess(): Door {
-  const dir = makeTempDir();
-  let berth: Berth | undefined;
-  return {
-    async open() {
-      berth = await createBerth({ root: path.join(dir, 'root'), state: path.join(dir, 'state') });
-      return berth;
-    },
-    async close() {
-      await berth?.close();
-      removeDir(dir);
-    },
-  };
-}
-
-function remote(): Door {
-  let daemon: BerthdHandle | undefined;
-  let berth: Berth | undefined;
-  return {
-    async open() {
-      daemon = await startBerthd();
-      berth = await connect(daemon.address);
-      return berth;
-    },
-    async close() {
-      await berth?.close();
-      await daemon?.stop();
-      if (daemon) removeDir(daemon.dir);
-    },
-  };
-}
 
 async function readAll(stream: Readable): Promise<Buffer> {
   const chunks: Buffer[] = [];
@@ -60,10 +22,9 @@ beforeAll(async () => {
 afterAll(() => registry?.stop());
 
 // One suite, two doors: images, content and leases behave the same in-process and over gRPC.
-describe.each([
-  ['createBerth (in-process, @berth/builtins)', inProcess],
-  ['connect (gRPC to berthd)', remote],
-])('facade images, content and leases: %s', (_name, makeDoor) => {
+describe.each(
+  bothDoors({ inProcess: { createBerth, name: 'createBerth (in-process, @berth/builtins)' } }),
+)('facade images, content and leases: %s', (_name, makeDoor) => {
   let door: Door;
   let berth: Berth;
   beforeAll(async () => {

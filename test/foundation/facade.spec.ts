@@ -1,50 +1,9 @@
-import * as path from 'path';
-import { Berth, connect, createBerth, EventEnvelope, isFailedPrecondition, isInvalidArgument, isNotFound } from '@berth/core';
+import { Berth, EventEnvelope, isFailedPrecondition, isInvalidArgument, isNotFound } from '@berth/core';
 import { containerdEvents } from '@berth/proto';
-import { BerthdHandle, makeTempDir, removeDir, startBerthd } from '../harness/daemon';
-
-interface Door {
-  open(): Promise<Berth>;
-  close(): Promise<void>;
-}
-
-function inProcess(): Door {
-  const dir = makeTempDir();
-  let berth: Berth | undefined;
-  return {
-    async open() {
-      berth = await createBerth({ root: path.join(dir, 'root'), state: path.join(dir, 'state') });
-      return berth;
-    },
-    async close() {
-      await berth?.close();
-      removeDir(dir);
-    },
-  };
-}
-
-function remote(): Door {
-  let daemon: BerthdHandle | undefined;
-  let berth: Berth | undefined;
-  return {
-    async open() {
-      daemon = await startBerthd();
-      berth = await connect(daemon.address);
-      return berth;
-    },
-    async close() {
-      await berth?.close();
-      await daemon?.stop();
-      if (daemon) removeDir(daemon.dir);
-    },
-  };
-}
+import { bothDoors, type Door } from '../harness/doors';
 
 // One suite, two doors: the in-process facade and the gRPC one must agree.
-describe.each([
-  ['createBerth (in-process)', inProcess],
-  ['connect (gRPC to berthd)', remote],
-])('facade: %s', (_name, makeDoor) => {
+describe.each(bothDoors())('facade: %s', (_name, makeDoor) => {
   let door: Door;
   let berth: Berth;
   beforeAll(async () => {

@@ -1,17 +1,16 @@
 import * as fs from 'fs';
-import * as path from 'path';
 import { Readable, Writable } from 'stream';
 import { type Berth, isInvalidArgument, isNotFound } from '@berth/core';
 import {
   attachTask,
-  connect,
   createBerth,
   execInContainer,
   newContainer,
   removeContainer,
   runContainer,
 } from '@berth/builtins';
-import { BerthdHandle, makeTempDir, removeDir, startBerthd } from '../harness/daemon';
+import { makeTempDir, removeDir } from '../harness/daemon';
+import { bothDoors, type Door } from '../harness/doors';
 import { type RegistryHandle, startRegistry } from '../harness/registry';
 import { describeAsRoot } from '../harness/root';
 import { leftoverFifos } from './helpers';
@@ -26,46 +25,6 @@ class Collector extends Writable {
   }
 }
 
-interface Door {
-  open(): Promise<Berth>;
-  dir(): string;
-  close(): Promise<void>;
-}
-
-function inProcess(): Door {
-  const dir = makeTempDir('berth-rf-');
-  let berth: Berth | undefined;
-  return {
-    async open() {
-      berth = await createBerth({ root: path.join(dir, 'root'), state: path.join(dir, 'state') });
-      return berth;
-    },
-    dir: () => dir,
-    async close() {
-      await berth?.close();
-      removeDir(dir);
-    },
-  };
-}
-
-function remote(): Door {
-  let daemon: BerthdHandle | undefined;
-  let berth: Berth | undefined;
-  return {
-    async open() {
-      daemon = await startBerthd();
-      berth = await connect(daemon.address);
-      return berth;
-    },
-    dir: () => daemon?.dir ?? '/nonexistent',
-    async close() {
-      await berth?.close();
-      await daemon?.stop();
-      if (daemon) removeDir(daemon.dir);
-    },
-  };
-}
-
 let registry: RegistryHandle;
 beforeAll(async () => {
   registry = await startRegistry();
@@ -74,10 +33,9 @@ afterAll(() => registry?.stop());
 
 // runContainer and friends through both doors of the facade: what an embedder
 // of berth calls to run a container in a few lines.
-describeAsRoot.each([
-  ['createBerth (in-process)', inProcess],
-  ['connect (gRPC to berthd)', remote],
-])('running containers through the facade: %s', (_name, makeDoor) => {
+describeAsRoot.each(
+  bothDoors({ inProcess: { createBerth, tempPrefix: 'berth-rf-' } }),
+)('running containers through the facade: %s', (_name, makeDoor) => {
   const ns = uniqueName('run-facade');
   let door: Door;
   let berth: Berth;

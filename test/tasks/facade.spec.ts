@@ -2,10 +2,11 @@ import * as fs from 'fs';
 import * as net from 'net';
 import * as path from 'path';
 import { type Berth, isFailedPrecondition, isNotFound, OCI_SPEC_TYPE_URL } from '@berth/core';
-import { connect, createBerth } from '@berth/builtins';
+import { createBerth } from '@berth/builtins';
 import { execProcessSpec, generateSpec, type RuntimeSpec } from '@berth/oci';
 import { cgroupsV1Metrics, cgroupsV2Metrics, isAnyOf, unpackAny } from '@berth/proto';
-import { BerthdHandle, makeTempDir, removeDir, startBerthd } from '../harness/daemon';
+import { makeTempDir, removeDir } from '../harness/daemon';
+import { bothDoors, type Door } from '../harness/doors';
 import { type FixtureImages, fixtureImages } from '../harness/images';
 import { type RegistryHandle, startRegistry } from '../harness/registry';
 import { describeAsRoot } from '../harness/root';
@@ -20,47 +21,6 @@ import {
   uniqueName,
   waitFor,
 } from './helpers';
-
-interface Door {
-  open(): Promise<Berth>;
-  /** Where the door keeps its root and state. */
-  dir(): string;
-  close(): Promise<void>;
-}
-
-function inProcess(): Door {
-  const dir = makeTempDir('berth-tf-');
-  let berth: Berth | undefined;
-  return {
-    async open() {
-      berth = await createBerth({ root: path.join(dir, 'root'), state: path.join(dir, 'state') });
-      return berth;
-    },
-    dir: () => dir,
-    async close() {
-      await berth?.close();
-      removeDir(dir);
-    },
-  };
-}
-
-function remote(): Door {
-  let daemon: BerthdHandle | undefined;
-  let berth: Berth | undefined;
-  return {
-    async open() {
-      daemon = await startBerthd();
-      berth = await connect(daemon.address);
-      return berth;
-    },
-    dir: () => daemon?.dir ?? '/nonexistent',
-    async close() {
-      await berth?.close();
-      await daemon?.stop();
-      if (daemon) removeDir(daemon.dir);
-    },
-  };
-}
 
 /**
  * Opens a FIFO's read end without blocking (as ctr's cio does before Tasks.Create,
@@ -111,10 +71,9 @@ afterAll(() => registry?.stop());
 
 // The same task life cycle through both doors of the facade: a container made
 // from a spec we generate, on a snapshot of the pulled image, run by the runc shim.
-describeAsRoot.each([
-  ['createBerth (in-process, @berth/builtins)', inProcess],
-  ['connect (gRPC to berthd)', remote],
-])('tasks through the facade: %s', (_name, makeDoor) => {
+describeAsRoot.each(
+  bothDoors({ inProcess: { createBerth, name: 'createBerth (in-process, @berth/builtins)', tempPrefix: 'berth-tf-' } }),
+)('tasks through the facade: %s', (_name, makeDoor) => {
   const ns = uniqueName('tasks-facade');
   let door: Door;
   let berth: Berth;
