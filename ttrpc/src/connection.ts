@@ -59,14 +59,21 @@ export class TtrpcConnection {
     const timeoutMs = options.timeoutMs ?? 10_000;
     return new Promise((resolve, reject) => {
       const socket = net.createConnection({ path });
+      let settled = false;
       const fail = (reason: string) => {
+        if (settled) return;
+        settled = true;
         clearTimeout(timer);
         socket.destroy();
         reject(new UnavailableError(`cannot connect to ttrpc server at ${path}: ${reason}`));
       };
-      const timer = setTimeout(() => fail(`no connection after ${timeoutMs} ms`), timeoutMs);
+      // Timers run before I/O callbacks: after a busy event loop the deadline would
+      // win over a connect that completed long ago. setImmediate lets it report first.
+      const timer = setTimeout(() => setImmediate(() => fail(`no connection after ${timeoutMs} ms`)), timeoutMs);
       socket.once('error', (err) => fail(err.message));
       socket.once('connect', () => {
+        if (settled) return;
+        settled = true;
         clearTimeout(timer);
         socket.removeAllListeners('error');
         resolve(new TtrpcConnection(socket, path));

@@ -463,4 +463,15 @@ describe('ttrpc client and server', () => {
   it('connect fails with UnavailableError when nothing listens', async () => {
     await expect(TtrpcConnection.connect(path.join(dir, 'absent.sock'))).rejects.toBeInstanceOf(UnavailableError);
   });
+
+  it('connect succeeds when the event loop was busy past the deadline (a loaded daemon)', async () => {
+    const connecting = TtrpcConnection.connect(socketPath, { timeoutMs: 50 });
+    const busyUntil = Date.now() + 150;
+    while (Date.now() < busyUntil) {
+      // the kernel completes the connect meanwhile; its callback waits behind the expired timer
+    }
+    const connection = await connecting;
+    connections.push(connection);
+    await expect(connection.client(eventsTtrpcV1.EventsDefinition).forward({ envelope: { topic: '/x' } })).resolves.toEqual({});
+  });
 });

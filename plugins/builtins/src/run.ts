@@ -21,6 +21,7 @@ import {
   type Platform,
   platformMatches,
   type PullOptions,
+  validateIdentifier,
 } from '@berth/core';
 import {
   execProcessSpec,
@@ -194,6 +195,8 @@ async function ensureImage(berth: Berth, options: NewContainerOptions, snapshott
  * records the container. Whatever it made is removed again if a step fails.
  */
 export async function newContainer(berth: Berth, options: NewContainerOptions): Promise<Container> {
+  // Before anything is pulled or prepared: a bad id must not leave a snapshot behind.
+  validateIdentifier('container id', options.id);
   const snapshotter = options.snapshotter || DEFAULT_SNAPSHOTTER;
   const { image, info } = await ensureImage(berth, options, snapshotter);
 

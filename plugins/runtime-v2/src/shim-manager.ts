@@ -181,9 +181,10 @@ export class ShimManager implements TaskRuntime {
     let log: ShimLog | undefined;
     let started = false;
     let link: ShimLink | undefined;
+    let address: string | undefined;
     try {
       log = ShimLog.open(bundle.logPath, logger);
-      const address = await startShim(invocation, runtimeOptions);
+      address = await startShim(invocation, runtimeOptions);
       started = true;
       await bundle.writeAddress(address);
       link = await this.connect(address, namespace, SHIM_CONNECT_TIMEOUT_MS, log);
@@ -212,6 +213,11 @@ export class ShimManager implements TaskRuntime {
       return task;
     } catch (err) {
       logger.warn({ err }, 'task create failed; cleaning up its shim and bundle');
+      if (!link && address) {
+        // The shim started but we never reached it (a starved event loop, say): its
+        // `delete` would not stop the shim process, a Shutdown does.
+        link = await this.connect(address, namespace, SHIM_CONNECT_TIMEOUT_MS).catch(() => undefined);
+      }
       if (link) {
         await link.client.shutdown({ id, now: true }, { timeoutMs: 2_000 }).catch(() => undefined);
         link.connection.close();
