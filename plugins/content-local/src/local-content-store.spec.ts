@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  Container,
+  InversifyContainer as Container,
   ContentStore,
   contentSuite,
   errorKind,
