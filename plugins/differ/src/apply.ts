@@ -15,7 +15,8 @@ import {
 import { ByteReader } from './byte-reader';
 import { type Compression, openUncompressed } from './decompress';
 import { entryComponents, OPAQUE_MARKER, WHITEOUT_PREFIX } from './entry-path';
-import { makeNode, readXattrs, setXattr } from './host-ops';
+import { makeNode, type NodeKind, readXattrs, setXattr } from './host-ops';
+import type { EntryType as LayerEntryType } from './tar-format';
 import { quoteName, readTar, type TarEntry, type TarMember } from './tar-reader';
 
 /**
@@ -40,6 +41,8 @@ export interface ApplyLayerOptions {
   preserveOwner?: boolean;
   symlinks?: SymlinkPolicy;
   signal?: AbortSignal;
+  /** Told each member's name (as the archive gives it) and type as it is read, before it is applied. */
+  onEntry?: (name: string, type: LayerEntryType) => void;
 }
 
 export interface OverlayUpperOptions extends ApplyLayerOptions {
@@ -61,12 +64,56 @@ export interface AppliedLayer {
 }
 
 const WRITE_BUFFER_BYTES = 1024 * 1024;
+/** Pieces one writev(2) is given at most (Linux takes 1024). */
+const MAX_WRITE_PIECES = 512;
 
-/** write(2) off the main thread: file data is the one thing whose size a layer decides. */
-function writeAsync(fd: number, data: Buffer, offset: number): Promise<number> {
+/**
+ * Files up to this size are written synchronously. Most of a layer's files are
+ * a few KiB, and a trip through libuv's thread pool (a futex wake, a
+ * completion through the event loop) cost more than the write itself.
+ */
+const SYNC_WRITE_BYTES = 256 * 1024;
+
+/** write(2) of all of `data`, on this thread. */
+function writeAllSync(fd: number, data: Buffer): void {
+  for (let offset = 0; offset < data.length; ) offset += fsSync.writeSync(fd, data, offset, data.length - offset);
+}
+
+const isExists = (err: unknown): boolean => (err as { code?: unknown }).code === 'EEXIST';
+
+/** Runs `create`; false, with nothing made, when something is at its name already (EEXIST). */
+function created(create: () => void): boolean {
+  try {
+    create();
+    return true;
+  } catch (err) {
+    if (isExists(err)) return false;
+    throw err;
+  }
+}
+
+/** O_EXCL|O_NOFOLLOW: a file is only ever created, never opened through what is at its name. */
+const NEW_FILE_FLAGS = fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW;
+
+/** `name` (one checked component: not empty, `.` or `..`, no slash) in directory `dir`: nothing for join() to clean up. */
+const childPath = (dir: string, name: string): string => (dir.endsWith('/') ? `${dir}${name}` : `${dir}/${name}`);
+
+/** writev(2) off the main thread: file data is the one thing whose size a layer decides. */
+function writevAsync(fd: number, pieces: Buffer[]): Promise<number> {
   return new Promise((resolve, reject) => {
-    fsSync.write(fd, data, offset, data.length - offset, null, (err, written) => (err ? reject(err) : resolve(written)));
+    fsSync.writev(fd, pieces, (err, written) => (err ? reject(err) : resolve(written)));
   });
+}
+
+/** All of `pieces`, through as many writev(2) calls as it takes (no copying them together). */
+async function writeAllAsync(fd: number, pieces: Buffer[]): Promise<void> {
+  let rest = pieces;
+  while (rest.length > 0) {
+    let written = await writevAsync(fd, rest);
+    let next = 0;
+    while (next < rest.length && written >= rest[next].length) written -= rest[next++].length;
+    rest = next < rest.length ? [rest[next].subarray(written), ...rest.slice(next + 1)] : [];
+  }
 }
 
 /** Linux follows at most 40 symlinks in one lookup before ELOOP. */
@@ -109,6 +156,17 @@ function isOverlayXattr(name: string): boolean {
 type Mode = { kind: 'naive' } | { kind: 'overlay'; lowerDirs: string[]; opaqueXattr: string };
 
 /**
+ * A directory resolved inside the root: its host path, the logical path it
+ * stands for (for `..` in symlink targets met further on), and how many
+ * symlinks were followed to get there.
+ */
+interface ResolvedDir {
+  host: string;
+  logical: string[];
+  follows: number;
+}
+
+/**
  * Writes the entries of one layer into a directory. Every path is resolved
  * component by component with lstat from the root, so the only way to leave
  * the root would be a symlink, and symlinks are followed only by `resolveDir`
@@ -117,8 +175,12 @@ type Mode = { kind: 'naive' } | { kind: 'overlay'; lowerDirs: string[]; opaqueXa
  *
  * Metadata calls are synchronous: each takes microseconds and a layer makes
  * tens of thousands of them, and a trip through libuv's thread pool for each
- * made extraction two to three times slower. File data, whose size the layer
- * decides, is written asynchronously, so the event loop keeps turning.
+ * made extraction two to three times slower. So is the data of small files;
+ * larger files are written asynchronously, so the event loop keeps turning.
+ *
+ * Names are created first and looked at only when something is in the way
+ * (EEXIST): a fresh snapshot is empty, and an lstat per entry to find nothing
+ * was a tenth of the syscalls.
  */
 class LayerExtractor {
   /** Host paths written by this layer: what an opaque marker keeps. */
@@ -127,11 +189,12 @@ class LayerExtractor {
   private readonly directoryTimes = new Map<string, { atime: number | Date; mtime: number | Date }>();
   private readonly canMakeDevices = isRoot();
   /**
-   * Directories already resolved in this apply, by the entry components that
-   * named them. Only this extractor changes the tree, and only by removing
-   * things (which clears the cache) can a resolved directory stop being one.
+   * Directories already resolved (or created by a directory entry) in this
+   * apply, by the entry components that name them. Only this extractor
+   * changes the tree, and only by removing things (which clears the cache)
+   * can a resolved directory stop being one.
    */
-  private readonly resolved = new Map<string, string>();
+  private readonly resolved = new Map<string, ResolvedDir>();
 
   constructor(
     private readonly root: string,
@@ -140,13 +203,69 @@ class LayerExtractor {
     private readonly symlinks: SymlinkPolicy,
   ) {}
 
-  async apply(member: TarMember): Promise<void> {
+  /** Applies one member: synchronously when it can (most members), else the promise of it. */
+  apply(member: TarMember): void | Promise<void> {
     const { entry } = member;
     try {
-      await this.applyEntry(member);
+      if (this.applyQuickly(member)) return undefined;
+      return this.applyEntry(member).catch((err: unknown) => {
+        throw entryFailure(entry, err);
+      });
     } catch (err) {
       throw entryFailure(entry, err);
     }
+  }
+
+  /**
+   * The common member without a promise: a directory, a symlink, or a small
+   * file whose data is in memory, whose parent is resolved already and whose
+   * name is free. False, with nothing done, for anything else (applyEntry
+   * does it, with every check; this path makes the same calls).
+   */
+  private applyQuickly(member: TarMember): boolean {
+    const { entry } = member;
+    const { type } = entry;
+    if (type !== 'directory' && type !== 'symlink' && !(type === 'file' && entry.size <= SYNC_WRITE_BYTES)) return false;
+    const components = entryComponents(entry.name);
+    if (components.length === 0) return false;
+    const base = components[components.length - 1];
+    if (base.startsWith(WHITEOUT_PREFIX)) return false;
+    const parentDir = this.cachedDir(components.slice(0, -1));
+    if (parentDir === undefined) return false;
+    const path = childPath(parentDir.host, base);
+    switch (type) {
+      case 'directory':
+        if (!created(() => fsSync.mkdirSync(path, 0o700))) return false;
+        this.directoryMade(path, components, parentDir, entry);
+        break;
+      case 'symlink':
+        if (!created(() => fsSync.symlinkSync(entry.linkname, path))) return false;
+        this.setMetadata(path, entry);
+        break;
+      default: {
+        const pieces = member.buffered();
+        if (pieces === undefined) return false;
+        let fd = -1;
+        if (!created(() => (fd = fsSync.openSync(path, NEW_FILE_FLAGS, 0o600)))) return false;
+        this.completeFile(fd, path, entry, () => {
+          for (const piece of pieces) writeAllSync(fd, piece);
+        });
+      }
+    }
+    this.markUnpacked(path);
+    return true;
+  }
+
+  /** The resolved directory `components` name, if it is known already. */
+  private cachedDir(components: string[]): ResolvedDir | undefined {
+    return components.length === 0 ? { host: this.root, logical: [], follows: 0 } : this.resolved.get(components.join('/'));
+  }
+
+  /** After a directory entry made (or kept) its directory: metadata now, times at the end, and its children can find it. */
+  private directoryMade(path: string, components: string[], parentDir: ResolvedDir, entry: TarEntry): void {
+    this.setMetadata(path, entry);
+    this.directoryTimes.set(path, { atime: entry.atime ?? entry.mtime, mtime: entry.mtime });
+    this.resolved.set(components.join('/'), { host: path, logical: [...parentDir.logical, components[components.length - 1]], follows: parentDir.follows });
   }
 
   async finish(): Promise<void> {
@@ -167,45 +286,74 @@ class LayerExtractor {
 
     // A hard link's target is checked before anything at the link's own name is removed.
     const linkTarget = entry.type === 'hardlink' ? await this.hardlinkTarget(entry) : undefined;
-    const parent = await this.resolveDir(entry, parentComponents, true);
-    if (parent === undefined) throw new InternalError(`parent of ${quoteName(entry.name)} was not created`);
-    const path = join(parent, base);
+    const parentDir = await this.resolveState(entry, parentComponents, true);
+    if (parentDir === undefined) throw new InternalError(`parent of ${quoteName(entry.name)} was not created`);
+    const path = childPath(parentDir.host, base);
 
     if (linkTarget === path) {
       this.markUnpacked(path);
       return;
     }
-    const existing = lstatOrUndefined(path);
-    if (existing && !(entry.type === 'directory' && existing.isDirectory())) await this.remove(path);
 
     switch (entry.type) {
       case 'directory':
-        if (!existing?.isDirectory()) fsSync.mkdirSync(path, 0o700);
-        await this.setMetadata(path, entry);
-        this.directoryTimes.set(path, { atime: entry.atime ?? entry.mtime, mtime: entry.mtime });
+        await this.makeDirectory(path);
+        this.directoryMade(path, components, parentDir, entry);
         break;
       case 'file':
         await this.writeFile(path, member);
         break;
       case 'symlink':
-        fsSync.symlinkSync(entry.linkname, path);
-        await this.setMetadata(path, entry);
+        await this.createExclusive(path, () => fsSync.symlinkSync(entry.linkname, path));
+        this.setMetadata(path, entry);
         break;
       case 'hardlink':
         if (linkTarget === undefined) throw new InternalError(`hard link ${quoteName(entry.name)} has no target`);
         // The link shares the target's inode, whose metadata its own entry set.
-        fsSync.linkSync(linkTarget, path);
+        await this.createExclusive(path, () => fsSync.linkSync(linkTarget, path));
         break;
       case 'char':
       case 'block':
       case 'fifo':
-        // Without root (a user namespace) the kernel refuses device nodes; containerd skips them there too.
-        if (entry.type !== 'fifo' && !this.canMakeDevices) return;
-        await makeNode(path, entry.type, entry.devmajor, entry.devminor);
-        await this.setMetadata(path, entry);
+        // Without root (a user namespace) the kernel refuses device nodes; containerd skips them there
+        // too, after removing what was at the name.
+        if (entry.type !== 'fifo' && !this.canMakeDevices) {
+          if (lstatOrUndefined(path)) await this.remove(path);
+          return;
+        }
+        await this.createExclusive(path, () => makeNode(path, entry.type as NodeKind, entry.devmajor, entry.devminor));
+        this.setMetadata(path, entry);
         break;
     }
     this.markUnpacked(path);
+  }
+
+  /**
+   * Runs `create`, which makes `path` and fails with EEXIST when something is
+   * there (O_EXCL, mkdir, symlink, link, mknod never follow the last
+   * component); then removes what is there and runs it again.
+   */
+  private async createExclusive<T>(path: string, create: () => T | Promise<T>): Promise<T> {
+    try {
+      return await create();
+    } catch (err) {
+      if (!isExists(err)) throw err;
+    }
+    await this.remove(path);
+    return create();
+  }
+
+  /** A directory at `path`: a directory already there is kept (its metadata is set again), anything else replaced. */
+  private async makeDirectory(path: string): Promise<void> {
+    try {
+      fsSync.mkdirSync(path, 0o700);
+      return;
+    } catch (err) {
+      if (!isExists(err)) throw err;
+    }
+    if (lstatOrUndefined(path)?.isDirectory()) return;
+    await this.remove(path);
+    fsSync.mkdirSync(path, 0o700);
   }
 
   /** Deletes a path (a tree without following its symlinks) and forgets what was resolved. */
@@ -225,24 +373,50 @@ class LayerExtractor {
 
   private async writeFile(path: string, member: TarMember): Promise<void> {
     const { entry } = member;
-    const flags = fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW;
-    const fd = fsSync.openSync(path, flags, 0o600);
+    const fd = await this.createExclusive(path, () => fsSync.openSync(path, NEW_FILE_FLAGS, 0o600));
+    const pieces = entry.size <= SYNC_WRITE_BYTES ? member.buffered() : undefined;
+    if (pieces !== undefined) {
+      this.completeFile(fd, path, entry, () => {
+        for (const piece of pieces) writeAllSync(fd, piece);
+      });
+      return;
+    }
+    let written = false;
     try {
-      // Decompressors hand out 16 KiB chunks; fewer, larger writes are much faster.
-      let pending: Buffer[] = [];
-      let pendingBytes = 0;
-      const flush = async (): Promise<void> => {
-        const data = pending.length === 1 ? pending[0] : Buffer.concat(pending, pendingBytes);
-        pending = [];
-        pendingBytes = 0;
-        for (let offset = 0; offset < data.length; ) offset += await writeAsync(fd, data, offset);
-      };
-      for await (const chunk of member.data()) {
-        pending.push(chunk);
-        pendingBytes += chunk.length;
-        if (pendingBytes >= WRITE_BUFFER_BYTES) await flush();
+      if (entry.size <= SYNC_WRITE_BYTES) {
+        for await (const chunk of member.data()) writeAllSync(fd, chunk);
+      } else {
+        // Decompressors hand out chunks of tens of KiB; fewer, larger writes are much faster.
+        let pending: Buffer[] = [];
+        let pendingBytes = 0;
+        const flush = async (): Promise<void> => {
+          const data = pending;
+          pending = [];
+          pendingBytes = 0;
+          await writeAllAsync(fd, data);
+        };
+        for await (const chunk of member.data()) {
+          pending.push(chunk);
+          pendingBytes += chunk.length;
+          if (pendingBytes >= WRITE_BUFFER_BYTES || pending.length >= MAX_WRITE_PIECES) await flush();
+        }
+        if (pendingBytes > 0) await flush();
       }
-      if (pendingBytes > 0) await flush();
+      written = true;
+    } finally {
+      if (!written) this.discardFile(fd, path);
+    }
+    this.completeFile(fd, path, entry, () => undefined);
+  }
+
+  /**
+   * `write()` the data of a file just created at `path` (open as `fd`), then
+   * its owner, mode, xattrs and times, and close it. A failure removes it:
+   * a truncated or refused file is not left half-written.
+   */
+  private completeFile(fd: number, path: string, entry: TarEntry, write: () => void): void {
+    try {
+      write();
       // On the descriptor, so nothing swapped in at `path` meanwhile is touched.
       if (this.preserveOwner) fsSync.fchownSync(fd, entry.uid, entry.gid);
       // After chown, which clears setuid/setgid.
@@ -250,16 +424,19 @@ class LayerExtractor {
       this.setXattrs(path, entry);
       fsSync.futimesSync(fd, entry.atime ?? entry.mtime, entry.mtime);
     } catch (err) {
-      fsSync.closeSync(fd);
-      // A truncated or refused file is not left half-written.
-      fsSync.rmSync(path, { force: true });
+      this.discardFile(fd, path);
       throw err;
     }
     fsSync.closeSync(fd);
   }
 
+  private discardFile(fd: number, path: string): void {
+    fsSync.closeSync(fd);
+    fsSync.rmSync(path, { force: true });
+  }
+
   /** Owner, mode, xattrs, times, in that order (chown clears setuid and capabilities). */
-  private async setMetadata(path: string, entry: TarEntry): Promise<void> {
+  private setMetadata(path: string, entry: TarEntry): void {
     if (this.preserveOwner) fsSync.lchownSync(path, entry.uid, entry.gid);
     // Linux has no lchmod: symlink modes are always 0777.
     if (entry.type !== 'symlink') fsSync.chmodSync(path, entry.mode & 0o7777);
@@ -360,19 +537,35 @@ class LayerExtractor {
    * `logical` is a real directory, so `..` can be taken lexically.
    */
   private async resolveDir(entry: TarEntry, components: string[], create: boolean): Promise<string | undefined> {
+    return (await this.resolveState(entry, components, create))?.host;
+  }
+
+  /** As resolveDir, starting from the nearest ancestor already resolved. */
+  private async resolveState(entry: TarEntry, components: string[], create: boolean): Promise<ResolvedDir | undefined> {
+    if (components.length === 0) return { host: this.root, logical: [], follows: 0 };
     const key = components.join('/');
     const known = this.resolved.get(key);
     if (known !== undefined) return known;
-    const host = await this.resolveUncached(entry, components, create);
-    if (host !== undefined) this.resolved.set(key, host);
-    return host;
+    let start = 0;
+    let from: ResolvedDir = { host: this.root, logical: [], follows: 0 };
+    for (let i = components.length - 1; i > 0; i--) {
+      const ancestor = this.resolved.get(components.slice(0, i).join('/'));
+      if (ancestor !== undefined) {
+        start = i;
+        from = ancestor;
+        break;
+      }
+    }
+    const state = await this.resolveUncached(entry, components.slice(start), from, create);
+    if (state !== undefined) this.resolved.set(key, state);
+    return state;
   }
 
-  private async resolveUncached(entry: TarEntry, components: string[], create: boolean): Promise<string | undefined> {
-    let logical: string[] = [];
-    let host = this.root;
+  private async resolveUncached(entry: TarEntry, components: string[], from: ResolvedDir, create: boolean): Promise<ResolvedDir | undefined> {
+    let logical = from.logical;
+    let host = from.host;
     const pending = [...components];
-    let follows = 0;
+    let follows = from.follows;
     while (pending.length > 0) {
       const part = pending.shift() as string;
       if (part === '' || part === '.') continue;
@@ -414,7 +607,7 @@ class LayerExtractor {
       logical = [...logical, part];
       host = next;
     }
-    return host;
+    return { host, logical, follows };
   }
 
   /** A directory the layer did not list but needs as a parent. */
@@ -494,7 +687,12 @@ async function extract(stream: Readable, destination: Destination, options: Appl
     const extractor = new LayerExtractor(root, mode, options.preserveOwner ?? isRoot(), options.symlinks ?? 'refuse-outside-root');
     const layer = await openUncompressed(stream, { maxBytes: options.maxBytes, signal: options.signal });
     reader = new ByteReader(layer.chunks);
-    for await (const member of readTar(reader)) await extractor.apply(member);
+    const { onEntry } = options;
+    for await (const member of readTar(reader)) {
+      onEntry?.(member.entry.name, member.entry.type);
+      const pending = extractor.apply(member);
+      if (pending) await pending;
+    }
     // The diffID covers every byte, including what follows the end marker.
     await reader.drain();
     await extractor.finish();

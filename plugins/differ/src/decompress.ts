@@ -1,7 +1,8 @@
 import { createHash } from 'crypto';
-import { pipeline, Readable } from 'stream';
-import * as zlib from 'zlib';
+import type { Readable } from 'stream';
+import type { ZlibOptions } from 'zlib';
 import { Decompress as ZstdDecompress } from 'fzstd';
+import { Gunzip } from 'minizlib';
 import { CanceledError, InvalidArgumentError, ResourceExhaustedError } from '@berth/core';
 
 export type Compression = 'none' | 'gzip' | 'zstd';
@@ -64,27 +65,51 @@ async function* prepend(head: Buffer, rest: AsyncIterator<Buffer>, ended: boolea
   }
 }
 
+/**
+ * Compressed bytes inflated in one call. Deflate expands at most ~1000:1, so
+ * this bounds what one call can hold in memory (16 MiB) before it is consumed.
+ */
+const INFLATE_SLICE = 16 * 1024;
+
+/**
+ * gzip, inflated on this thread as the bytes arrive (minizlib: zlib's
+ * synchronous calls, as node-tar uses). Node's zlib stream sends every 64 KiB
+ * through libuv's thread pool and back; on a busy machine those round trips
+ * cost more than the inflating, and a layer has thousands of them.
+ */
 async function* gunzip(compressed: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
-  const input = Readable.from(compressed, { objectMode: false });
-  // Inflating runs on libuv's thread pool: a buffer of a few chunks lets it
-  // work ahead while the tar is extracted on the main thread.
-  const inflater = zlib.createGunzip({ chunkSize: 64 * 1024 });
-  // Pulling the inflater's output one chunk at a time is what bounds how far
-  // ahead it decompresses: pipeline's backpressure does the rest.
-  pipeline(input, inflater, () => {
-    // Errors surface through the iteration below.
+  // zlib's own options pass through to it.
+  const options: ZlibOptions = { chunkSize: 64 * 1024 };
+  const inflater = new Gunzip(options);
+  let inflated: Buffer[] = [];
+  let failure: Error | undefined;
+  inflater.on('data', (chunk: Buffer) => inflated.push(chunk));
+  inflater.on('error', (err: unknown) => {
+    failure ??= err instanceof Error ? err : new Error(String(err));
   });
+  const check = (): void => {
+    if (failure === undefined) return;
+    const message = failure.message.replace(/^zlib: /, '');
+    throw new InvalidArgumentError(`layer is not valid gzip: ${message}`, { cause: failure });
+  };
+  const take = (): Buffer[] => {
+    const out = inflated;
+    inflated = [];
+    return out;
+  };
   try {
-    for await (const chunk of inflater) yield chunk as Buffer;
-  } catch (err) {
-    const code = (err as { code?: unknown }).code;
-    if (typeof code === 'string' && code.startsWith('Z_')) {
-      throw new InvalidArgumentError(`layer is not valid gzip: ${(err as Error).message}`, { cause: err });
+    for await (const chunk of compressed) {
+      for (let offset = 0; offset < chunk.length; offset += INFLATE_SLICE) {
+        inflater.write(chunk.subarray(offset, offset + INFLATE_SLICE));
+        check();
+        for (const piece of take()) yield piece;
+      }
     }
-    throw err;
+    inflater.end();
+    check();
+    for (const piece of take()) yield piece;
   } finally {
-    input.destroy();
-    inflater.destroy();
+    inflater.close();
   }
 }
 

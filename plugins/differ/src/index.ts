@@ -11,6 +11,7 @@ export {
   type OverlayUpperOptions,
   type SymlinkPolicy,
 } from './apply';
+export type { EntryType as LayerEntryType } from './tar-format';
 export { layerDiff, type DiffCompression, type LayerDiff, type LayerDiffOptions, type LayerDiffResult } from './compare';
 export { DEFAULT_MAX_LAYER_BYTES, type Compression } from './decompress';
 export {

@@ -50,13 +50,41 @@ export function isZeroBlock(block: Buffer): boolean {
 }
 
 function decodeString(block: Buffer, offset: number, length: number): string {
-  const field = block.subarray(offset, offset + length);
-  const nul = field.indexOf(0);
-  return field.subarray(0, nul === -1 ? length : nul).toString('utf8');
+  const limit = offset + length;
+  let end = offset;
+  while (end < limit && block[end] !== 0) end++;
+  return end === offset ? '' : block.toString('utf8', offset, end);
+}
+
+/**
+ * The common octal field read without building strings: leading spaces, octal
+ * digits, then a NUL (whatever follows it) or only NULs and spaces to the end.
+ * Undefined for anything else, which decodeNumber reads, or refuses, the long way.
+ */
+function plainOctal(block: Buffer, offset: number, length: number): number | undefined {
+  const end = offset + length;
+  let i = offset;
+  while (i < end && block[i] === 0x20) i++;
+  let value = 0;
+  for (; i < end; i++) {
+    const c = block[i];
+    if (c < 0x30 || c > 0x37) break;
+    value = value * 8 + (c - 0x30);
+  }
+  if (i < end && block[i] === 0) {
+    // The long way reads past a NUL only up to a newline; leave such fields to it.
+    return block.subarray(i, end).includes(0x0a) ? undefined : value;
+  }
+  for (; i < end; i++) if (block[i] !== 0 && block[i] !== 0x20) return undefined;
+  return value;
 }
 
 /** Octal (NUL/space terminated), or GNU base-256 when the high bit is set. */
 function decodeNumber(block: Buffer, offset: number, length: number, field: string): number {
+  if (!(block[offset] & 0x80)) {
+    const value = plainOctal(block, offset, length);
+    if (value !== undefined && Number.isSafeInteger(value)) return value;
+  }
   const bytes = block.subarray(offset, offset + length);
   if (bytes[0] & 0x80) {
     if (bytes[0] === 0xff) throw new InvalidArgumentError(`tar header field ${field} is negative`);
@@ -99,7 +127,7 @@ export function decodeHeader(block: Buffer, position: number): RawHeader {
   if (!checksumValid(block)) {
     throw new InvalidArgumentError(`not a valid tar archive: bad header checksum at byte ${position}`);
   }
-  const magic = block.subarray(257, 263).toString('latin1');
+  const magic = block.toString('latin1', 257, 263);
   const isUstar = magic === 'ustar\0';
   const isGnu = magic === 'ustar ';
   let name = decodeString(block, 0, 100);

@@ -38,6 +38,12 @@ export interface TarEntry {
 export interface TarMember {
   entry: TarEntry;
   data(): AsyncGenerator<Buffer>;
+  /**
+   * All of the data, as the pieces it is in, when it is in memory already
+   * (taken, without waiting; a second call gives the same pieces); undefined,
+   * with nothing taken, when it is not.
+   */
+  buffered(): Buffer[] | undefined;
 }
 
 const typeByFlag: Record<string, EntryType> = {
@@ -94,7 +100,7 @@ export async function* readTar(reader: ByteReader): AsyncGenerator<TarMember> {
 
   for (;;) {
     const position = reader.position;
-    const block = await reader.readExact(BLOCK_SIZE, `the tar header at byte ${position}`);
+    const block = reader.tryReadExact(BLOCK_SIZE) ?? (await reader.readExact(BLOCK_SIZE, () => `the tar header at byte ${position}`));
     if (block === undefined) return;
     if (isZeroBlock(block)) return;
     const raw = decodeHeader(block, position);
@@ -172,16 +178,24 @@ export async function* readTar(reader: ByteReader): AsyncGenerator<TarMember> {
     };
 
     let consumed = 0;
-    const what = `data of layer entry ${quoteName(name)}`;
+    const what = () => `data of layer entry ${quoteName(name)}`;
     const data = async function* (): AsyncGenerator<Buffer> {
       for await (const chunk of reader.chunks(dataSize - consumed, what)) {
         consumed += chunk.length;
         yield chunk;
       }
     };
-    yield { entry, data };
-    if (consumed < dataSize) await reader.skip(dataSize - consumed, what);
-    await reader.skip(paddingOf(dataSize), what);
+    let taken: Buffer[] | undefined;
+    const buffered = (): Buffer[] | undefined => {
+      if (taken !== undefined || consumed !== 0) return taken;
+      taken = reader.tryReadPieces(dataSize);
+      if (taken !== undefined) consumed = dataSize;
+      return taken;
+    };
+    yield { entry, data, buffered };
+    if (consumed < dataSize && !reader.trySkip(dataSize - consumed)) await reader.skip(dataSize - consumed, what);
+    const padding = paddingOf(dataSize);
+    if (!reader.trySkip(padding)) await reader.skip(padding, what);
   }
 }
 

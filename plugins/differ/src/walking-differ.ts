@@ -107,6 +107,11 @@ export class WalkingDiffer implements Applier, Comparer {
     this.overlayFastPath = options.overlayFastPath ?? true;
   }
 
+  /** What an apply uses when its options do not say: for appliers that extract on its behalf (workers). */
+  get applyDefaults(): { maxBytes: number; symlinks: SymlinkPolicy } {
+    return { maxBytes: this.maxBytes, symlinks: this.symlinks };
+  }
+
   async apply(desc: Descriptor, mounts: Mount[], options: ApplyOptions): Promise<Descriptor> {
     if (desc.mediaType.includes('+encrypted')) {
       throw new NotImplementedError(`cannot apply an encrypted layer (${desc.mediaType})`);

@@ -5,21 +5,55 @@ import { Worker } from 'worker_threads';
 import { BerthError, CanceledError, type ErrorKind, type Logger, silentLogger } from '@berth/core';
 import type { LayerScan } from './tar-scan';
 
+/**
+ * How a worker extracts: `upper` as an overlay upper dir on `lowerDirs` (none
+ * for a staged layer), `naive` into a plain directory (a parentless snapshot).
+ */
+export type ExtractMode = 'upper' | 'naive';
+
 export type WorkerRequest =
-  | { type: 'start'; id: number; dir: string; maxBytes?: number; symlinks?: string; opaqueXattr?: string }
+  | {
+      type: 'start';
+      id: number;
+      dir: string;
+      mode: ExtractMode;
+      lowerDirs: string[];
+      /** Scan the headers for a rebase (staged layers only). */
+      scan: boolean;
+      maxBytes?: number;
+      symlinks?: string;
+      opaqueXattr?: string;
+    }
   | { type: 'chunk'; id: number; data: ArrayBuffer }
   | { type: 'end'; id: number }
   | { type: 'abort'; id: number };
 
 export type WorkerReply =
   | { type: 'ack'; id: number }
-  | { type: 'done'; id: number; diffID: string; size: number; scan: LayerScan }
-  | { type: 'error'; id: number; message: string; kind?: string; unsupported: boolean };
+  | { type: 'done'; id: number; diffID: string; size: number; scan?: LayerScan }
+  | { type: 'error'; id: number; message: string; kind?: string };
 
 export interface IsolatedApply {
   diffID: string;
   size: number;
-  scan: LayerScan;
+  /** What a staged layer needs for its rebase (when scanning was asked for). */
+  scan?: LayerScan;
+}
+
+export interface ExtractOptions {
+  /** Default `upper` with no lowers: a staged layer. */
+  mode?: ExtractMode;
+  lowerDirs?: string[];
+  /** Scan the headers for a rebase (default true). */
+  scan?: boolean;
+  maxBytes?: number;
+  symlinks?: string;
+  opaqueXattr?: string;
+  signal?: AbortSignal;
+  /** Queue position when all threads are busy: lower goes first (the layer's place in its chain). */
+  order?: number;
+  /** Among equal `order`, larger blobs go first. */
+  size?: number;
 }
 
 /** Chunks sent to a worker and not yet taken: bounds the memory a layer holds in flight. */
@@ -41,12 +75,16 @@ interface Slot {
 
 /**
  * Worker threads that extract layers into directories on their own, for
- * unpacking layers side by side. Threads start on first use and stay.
+ * unpacking layers side by side and off the main thread. Threads start on
+ * first use and stay.
  */
 export class ApplyPool {
   private readonly slots: Slot[] = [];
-  /** Jobs waiting for a thread, the largest first: the longest extraction should not start last. */
-  private readonly waiting: { size: number; take: (slot: Slot) => void }[] = [];
+  /**
+   * Jobs waiting for a thread, lowest `order` first: layers are committed in
+   * chain order, so the base layer's extraction gates every commit after it.
+   */
+  private readonly waiting: { order: number; size: number; take: (slot: Slot) => void }[] = [];
   private nextId = 1;
   private closed = false;
   private readonly logger: Logger;
@@ -59,16 +97,12 @@ export class ApplyPool {
   }
 
   /**
-   * Extracts `blob` (gzip or plain tar) into `dir` as an upper dir with no
-   * layers below. Rejects with `unsupported` set for other compressions.
-   * When all threads are busy, larger blobs (`size`) get the next one first.
+   * Extracts `blob` (tar, gzip or zstd) into `dir`: by default as an upper
+   * dir with no layers below, scanning its headers. When all threads are
+   * busy, the lowest `order` gets the next one.
    */
-  async extract(
-    blob: Readable,
-    dir: string,
-    options: { maxBytes?: number; symlinks?: string; opaqueXattr?: string; signal?: AbortSignal; size?: number } = {},
-  ): Promise<IsolatedApply> {
-    const slot = await this.acquire(options.size ?? 0);
+  async extract(blob: Readable, dir: string, options: ExtractOptions = {}): Promise<IsolatedApply> {
+    const slot = await this.acquire(options.order ?? 0, options.size ?? 0);
     const id = this.nextId++;
     const { worker } = slot;
     let inFlight = 0;
@@ -89,8 +123,7 @@ export class ApplyPool {
       } else if (reply.type === 'done') {
         settle.resolve({ diffID: reply.diffID, size: reply.size, scan: reply.scan });
       } else {
-        const err = new BerthError((reply.kind as ErrorKind | undefined) ?? 'unknown', reply.message);
-        settle.reject(Object.assign(err, { unsupported: reply.unsupported }));
+        settle.reject(new BerthError((reply.kind as ErrorKind | undefined) ?? 'unknown', reply.message));
       }
     };
     const onError = (err: Error) => settle.reject(err);
@@ -101,7 +134,17 @@ export class ApplyPool {
     options.signal?.addEventListener('abort', onAbort, { once: true });
     let outcome: 'ok' | 'failed' = 'failed';
     try {
-      send({ type: 'start', id, dir, maxBytes: options.maxBytes, symlinks: options.symlinks, opaqueXattr: options.opaqueXattr });
+      send({
+        type: 'start',
+        id,
+        dir,
+        mode: options.mode ?? 'upper',
+        lowerDirs: options.lowerDirs ?? [],
+        scan: options.scan ?? true,
+        maxBytes: options.maxBytes,
+        symlinks: options.symlinks,
+        opaqueXattr: options.opaqueXattr,
+      });
       const pump = (async () => {
         for await (const chunk of blob as AsyncIterable<Buffer>) {
           if (options.signal?.aborted) throw new CanceledError('unpack canceled');
@@ -144,7 +187,7 @@ export class ApplyPool {
     this.slots.length = 0;
   }
 
-  private async acquire(size: number): Promise<Slot> {
+  private async acquire(order: number, size: number): Promise<Slot> {
     if (this.closed) throw new CanceledError('the unpack worker pool is closed');
     const idle = this.slots.find((s) => !s.busy);
     if (idle) {
@@ -158,8 +201,8 @@ export class ApplyPool {
       return slot;
     }
     return new Promise((take) => {
-      const at = this.waiting.findIndex((w) => w.size < size);
-      this.waiting.splice(at < 0 ? this.waiting.length : at, 0, { size, take });
+      const at = this.waiting.findIndex((w) => w.order > order || (w.order === order && w.size < size));
+      this.waiting.splice(at < 0 ? this.waiting.length : at, 0, { order, size, take });
     });
   }
 

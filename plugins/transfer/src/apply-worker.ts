@@ -1,23 +1,22 @@
 /**
- * A worker thread that extracts one layer at a time into a directory as an
- * overlay upper dir with no layers below (whiteouts become 0/0 devices,
- * opaque markers xattrs), scanning its headers on the way (tar-scan.ts).
+ * A worker thread that extracts one layer at a time into a directory: as an
+ * overlay upper dir (whiteouts become 0/0 devices, opaque markers xattrs),
+ * with no layers below and its headers scanned on the way (tar-scan.ts) when
+ * it is staged, or on its lowers, or plainly into a parentless snapshot.
  * The layer arrives compressed, in chunks, from the main thread, which keeps
  * a bounded number in flight: each is acknowledged once taken.
  *
- * Extraction makes its metadata calls synchronously (they are many and
- * small), so layers extracted in threads of their own overlap where one
- * thread would do them one after another.
+ * Extraction makes its metadata calls and small writes synchronously (they
+ * are many and small), and inflates on this thread, so layers extracted in
+ * threads of their own overlap where one thread would do them one after
+ * another.
  */
 import { parentPort } from 'worker_threads';
 import { Readable } from 'stream';
-import * as zlib from 'zlib';
-import { applyLayerToOverlayUpper } from '@berth/differ';
+import { applyLayer, applyLayerToOverlayUpper } from '@berth/differ';
 import type { SymlinkPolicy } from '@berth/core';
 import { LayerScanner } from './tar-scan';
 import type { WorkerReply, WorkerRequest } from './apply-pool';
-
-const GZIP_MAGIC = [0x1f, 0x8b];
 
 interface Job {
   id: number;
@@ -48,51 +47,24 @@ async function* compressedChunks(current: Job): AsyncGenerator<Buffer> {
   }
 }
 
-/** The uncompressed tar, gzip or plain by magic bytes; other compressions are the caller's to handle. */
-async function* uncompressed(source: AsyncGenerator<Buffer>): AsyncGenerator<Buffer> {
-  const first = await source.next();
-  if (first.done) return;
-  const head = first.value;
-  if (head.length >= 2 && head[0] === GZIP_MAGIC[0] && head[1] === GZIP_MAGIC[1]) {
-    const inflater = zlib.createGunzip({ chunkSize: 64 * 1024 });
-    const input = Readable.from((async function* () {
-      yield head;
-      yield* source;
-    })(), { objectMode: false });
-    input.on('error', (err) => inflater.destroy(err));
-    input.pipe(inflater);
-    try {
-      for await (const chunk of inflater) yield chunk as Buffer;
-    } finally {
-      input.destroy();
-      inflater.destroy();
-    }
-    return;
-  }
-  // A plain tar starts with a name, not a compression magic; anything else is refused here.
-  if (head[0] === 0x28 && head[1] === 0xb5) throw Object.assign(new Error('zstd layers are extracted in place'), { unsupported: true });
-  yield head;
-  yield* source;
-}
-
 async function run(request: Extract<WorkerRequest, { type: 'start' }>, current: Job): Promise<void> {
-  const scanner = new LayerScanner();
-  const scanned = async function* () {
-    for await (const chunk of uncompressed(compressedChunks(current))) {
-      scanner.feed(chunk);
-      yield chunk;
-    }
-  };
+  const scanner = request.scan ? new LayerScanner() : undefined;
   try {
-    const applied = await applyLayerToOverlayUpper(Readable.from(scanned(), { objectMode: false }), request.dir, [], {
+    // The differ finds the compression (gzip, zstd or none) by magic bytes.
+    const layer = Readable.from(compressedChunks(current), { objectMode: false });
+    const options = {
       maxBytes: request.maxBytes,
       symlinks: request.symlinks as SymlinkPolicy | undefined,
-      opaqueXattr: request.opaqueXattr,
-    });
-    post({ type: 'done', id: current.id, diffID: applied.diffID, size: applied.size, scan: scanner.finish() });
+      onEntry: scanner ? (name: string, type: string) => scanner.observe(name, type === 'directory') : undefined,
+    };
+    const applied =
+      request.mode === 'naive'
+        ? await applyLayer(layer, request.dir, options)
+        : await applyLayerToOverlayUpper(layer, request.dir, request.lowerDirs, { ...options, opaqueXattr: request.opaqueXattr });
+    post({ type: 'done', id: current.id, diffID: applied.diffID, size: applied.size, scan: scanner?.finish() });
   } catch (err) {
-    const e = err as { message?: string; kind?: string; unsupported?: boolean };
-    post({ type: 'error', id: current.id, message: e.message ?? String(err), kind: e.kind, unsupported: e.unsupported === true });
+    const e = err as { message?: string; kind?: string };
+    post({ type: 'error', id: current.id, message: e.message ?? String(err), kind: e.kind });
   }
 }
 

@@ -63,8 +63,11 @@ export const transferServicePlugin: PluginRegistration<TransferConfig, TransferS
     const unpack: UnpackServices = {
       snapshots: () => (container.isBound(SnapshotService) ? container.get<SnapshotService>(SnapshotService) : undefined),
       applier,
-      // Staged extraction is the walking differ's: with another applier, layers go through it, in place.
-      stager: () => (pool && applier() instanceof WalkingDiffer ? { pool } : undefined),
+      // Staged extraction is the walking differ's, with its limits: with another applier, layers go through it, in place.
+      stager: () => {
+        const differ = applier();
+        return pool && differ instanceof WalkingDiffer ? { pool, ...differ.applyDefaults } : undefined;
+      },
     };
     const leases = container.get<LeaseManager>(LeaseManager);
     const service = new ImageTransferService(

@@ -138,7 +138,7 @@ export class LayerScanner {
       case 'K':
         break;
       default:
-        this.entry(this.nextName ?? name, type);
+        this.observe(this.nextName ?? name, type === '5');
         this.nextName = undefined;
     }
     if (size === 0 && this.collecting) this.finishCollecting();
@@ -152,7 +152,12 @@ export class LayerScanner {
     else this.nextName = paxPath(body) ?? this.nextName;
   }
 
-  private entry(name: string, type: string): void {
+  /**
+   * Records one member, by its name as the archive gives it: for a caller
+   * that reads the headers itself (the extraction does) instead of feeding
+   * the bytes.
+   */
+  observe(name: string, isDirectory: boolean): void {
     const parts = name.split('/').filter((p) => p !== '' && p !== '.');
     if (parts.includes('..')) return this.markUnsafe(`entry ${JSON.stringify(name)} has '..' in its name`);
     if (parts.length === 0) return;
@@ -169,7 +174,7 @@ export class LayerScanner {
     }
     if (base.startsWith(WHITEOUT_PREFIX)) return;
     const path = parts.join('/');
-    if (type === '5') {
+    if (isDirectory) {
       this.listed.add(path);
       this.nonDirs.delete(path);
     } else {

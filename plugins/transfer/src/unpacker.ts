@@ -92,6 +92,8 @@ interface Staged {
 
 /** One layer of an unpack and where it stands. */
 interface LayerJob {
+  /** Its place in the chain (0: the base layer). */
+  index: number;
   layer: Descriptor;
   diffID: string;
   chainID: string;
@@ -237,6 +239,7 @@ export class Unpacker {
     const stop = new AbortController();
     const signal = options.signal ? AbortSignal.any([options.signal, stop.signal]) : stop.signal;
     const jobs: LayerJob[] = layers.map((layer, i) => ({
+      index: i,
       layer,
       diffID: diffIDs[i],
       chainID: chain[i],
@@ -290,7 +293,7 @@ export class Unpacker {
   private async stage(job: LayerJob, ready: (desc: Descriptor) => Promise<void>, signal: AbortSignal): Promise<Staged | undefined> {
     const { snapshots, content, stager } = this.target;
     // A base layer goes in place: its snapshot is a plain directory, where whiteouts are not overlayfs's.
-    if (!stager || job.parent === '' || !isRoot() || /\+(zstd|encrypted)/.test(job.layer.mediaType)) return undefined;
+    if (!stager || job.parent === '' || !isRoot() || job.layer.mediaType.includes('+encrypted')) return undefined;
     await untilAborted(ready(job.layer), signal).catch(() => undefined);
     if (signal.aborted) return undefined;
     const key = `${UNPACK_KEY_PREFIX}${uniquePart()} ${job.chainID}`;
@@ -312,6 +315,7 @@ export class Unpacker {
         maxBytes: stager.maxBytes,
         symlinks: stager.symlinks,
         signal,
+        order: job.index,
         size: job.layer.size,
       });
       staged.dir = dir;
@@ -362,19 +366,23 @@ export class Unpacker {
       if (staged?.applied && staged.dir !== undefined) {
         if (staged.applied.diffID !== diffID) throw wrongDiffID(layer, staged.applied.diffID, diffID);
         const place = overlayUpperOf(mounts);
-        if (staged.applied.scan.rebasable && place) {
+        const scan = staged.applied.scan;
+        if (scan?.rebasable && place) {
           moveEntries(staged.dir, place.upper);
-          fixUpDirectories(place.upper, place.lowers, staged.applied.scan);
+          fixUpDirectories(place.upper, place.lowers, scan);
           applied = staged.applied.diffID;
         } else {
-          this.logger.debug({ layer: layer.digest, reason: staged.applied.scan.reason }, 'extracting a layer in place');
+          this.logger.debug({ layer: layer.digest, reason: scan?.reason }, 'extracting a layer in place');
         }
       }
       if (applied === undefined) {
         await untilAborted(ready(layer), signal);
         report('unpacking');
         try {
-          applied = (await applier.apply(layer, mounts, { provider: content, signal })).digest;
+          const started = Date.now();
+          applied = await this.applyInWorker(job, mounts, signal);
+          if (applied !== undefined) this.logger.debug({ layer: layer.digest, ms: Date.now() - started }, 'layer extracted in place by a worker');
+          applied ??= (await applier.apply(layer, mounts, { provider: content, signal })).digest;
         } catch (err) {
           throw wrap(err, `failed to extract layer ${diffID}`);
         }
@@ -401,6 +409,33 @@ export class Unpacker {
     await content.update({ digest: layer.digest, labels: { [UNCOMPRESSED_LABEL]: diffID } }, [`labels.${UNCOMPRESSED_LABEL}`]);
     report('unpacked');
     return true;
+  }
+
+  /**
+   * Applies a layer in place, as the walking differ would, but in a worker
+   * thread: into a parentless snapshot's directory (the base layer), or into
+   * an overlay's upper dir on its lowers (a layer that could not be staged).
+   * The main thread stays free for the download and the commits. Undefined
+   * when the mounts are something else: then the applier does it.
+   */
+  private async applyInWorker(job: LayerJob, mounts: Mount[], signal: AbortSignal): Promise<string | undefined> {
+    const { stager, content } = this.target;
+    if (!stager || !isRoot() || job.layer.mediaType.includes('+encrypted')) return undefined;
+    const dir = bindDirectory(mounts);
+    const upper = dir === undefined ? overlayUpperOf(mounts) : undefined;
+    const into = dir ?? upper?.upper;
+    if (into === undefined) return undefined;
+    const applied = await stager.pool.extract(await content.read(job.layer.digest), into, {
+      mode: dir !== undefined ? 'naive' : 'upper',
+      lowerDirs: upper?.lowers ?? [],
+      scan: false,
+      maxBytes: stager.maxBytes,
+      symlinks: stager.symlinks,
+      signal,
+      order: job.index,
+      size: job.layer.size,
+    });
+    return applied.diffID;
   }
 
   private async exists(chainID: string): Promise<boolean> {
