@@ -7,7 +7,7 @@
  *   node bench/cpuprofile-top.js [--top N] FILE.cpuprofile...
  *       all files together, whole process lifetimes
  *   node bench/cpuprofile-top.js [--top N] --results bench/results/content-….json DIR/*.cpuprofile
- *       profiles from `node bench/content.js --cpu-prof DIR`: each file is matched by its pid
+ *       profiles from `node bench/content.js --cpu-prof DIR` (or unpack.js): each file is matched by its pid
  *       to a timed sample of that run and cut down to the sample's window (start-up, pre-warm
  *       and shutdown left out), then grouped by phase, job and process (berthd or the CLI).
  *       Warm-up rounds have no window and are left out.
@@ -76,7 +76,7 @@ function main() {
     else files.push(args[i]);
   }
   if (!files.length) {
-    process.stderr.write('usage: node bench/cpuprofile-top.js [--top N] [--results content-….json] FILE.cpuprofile...\n');
+    process.stderr.write('usage: node bench/cpuprofile-top.js [--top N] [--results content-….json|unpack-….json] FILE.cpuprofile...\n');
     process.exit(2);
   }
   if (!results) {
@@ -86,8 +86,8 @@ function main() {
     return;
   }
   const windows = [];
-  for (const phase of ['fetch', 'ingest']) {
-    for (const w of results.results?.[phase]?.windows || []) windows.push({ phase, ...w });
+  for (const [phase, res] of Object.entries(results.results || {})) {
+    for (const w of res?.windows || []) windows.push({ phase, ...w });
   }
   const groups = new Map();
   let unmatched = 0;
