@@ -205,14 +205,24 @@ describe('ttrpc client and server', () => {
 
   it('keeps many calls in flight on one connection and matches out-of-order answers', async () => {
     const finished: string[] = [];
+    const held = new Map<number, () => void>();
+    let allArrived!: () => void;
+    const arrived = new Promise<void>((resolve) => (allArrived = resolve));
     task.start = async (request) => {
       const n = Number(request.id);
-      await delay((20 - n) * 5); // later calls answer first
+      await new Promise<void>((resolve) => {
+        held.set(n, resolve);
+        if (held.size === 20) allArrived();
+      });
       finished.push(request.id);
       return { pid: 1000 + n };
     };
     const client = (await connect()).client(Task);
-    const results = await Promise.all(Array.from({ length: 20 }, (_, n) => client.start({ id: String(n) })));
+    const calls = Promise.all(Array.from({ length: 20 }, (_, n) => client.start({ id: String(n) })));
+    // Every call is in flight at once; the server then answers the last one first.
+    await arrived;
+    for (let n = 19; n >= 0; n--) held.get(n)!();
+    const results = await calls;
     expect(results.map((r) => r.pid)).toEqual(Array.from({ length: 20 }, (_, n) => 1000 + n));
     expect(finished[0]).toBe('19');
     expect(finished[19]).toBe('0');

@@ -184,7 +184,7 @@ const forwardedSignals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQ
 /**
  * Wires the terminal and signals of this CLI to task `id` while it runs:
  * raw stdin (from now on), the window size (`created`, then on SIGWINCH
- * from `started`) and signals forwarded (from `started`); `restore` undoes it.
+ * from `started`) and signals forwarded (from `created`, held until `started`); `restore` undoes it.
  */
 export function bindTerminal(
   client: Berth,
@@ -201,23 +201,31 @@ export function bindTerminal(
     if (!columns || !rows) return;
     await client.tasks.resizePty(id, columns, rows, options.execId).catch(() => undefined);
   };
+  // Signals are ours from create on: one that lands between create and start
+  // (the container may already print) is held and sent once the task runs.
+  let running = false;
+  const held: NodeJS.Signals[] = [];
+  const forward = (name: NodeJS.Signals) =>
+    void client.tasks.kill(id, signalNumber(name), { execId: options.execId }).catch(() => undefined);
   return {
     // Sized before start, so the process never sees a 0x0 terminal.
     async created() {
+      if (options.forwardSignals) {
+        for (const name of forwardedSignals) {
+          const onSignal = () => (running ? forward(name) : held.push(name));
+          process.on(name, onSignal);
+          handlers.push([name, onSignal]);
+        }
+      }
       if (options.tty) await resize();
     },
     async started() {
+      running = true;
+      for (const name of held.splice(0)) forward(name);
       if (options.tty) {
         const onWinch = () => void resize();
         process.on('SIGWINCH', onWinch);
         handlers.push(['SIGWINCH', onWinch]);
-      }
-      if (options.forwardSignals) {
-        for (const name of forwardedSignals) {
-          const forward = () => void client.tasks.kill(id, signalNumber(name), { execId: options.execId }).catch(() => undefined);
-          process.on(name, forward);
-          handlers.push([name, forward]);
-        }
       }
     },
     restore() {
