@@ -119,6 +119,34 @@ describeAsRoot('applyLayer: a plain layer', () => {
 });
 
 describeAsRoot('applyLayer: layer quirks', () => {
+  it('reads gzip of several members in odd chunks, and writes small and big files whole', async () => {
+    const big = Buffer.alloc(3 * 1024 * 1024 + 123);
+    for (let i = 0; i < big.length; i++) big[i] = (i * 2654435761) >>> 24;
+    const small = Array.from({ length: 300 }, (_, i) => ({ name: `d${i % 7}/f${i}`, data: `file ${i}\n`.repeat(i) }));
+    const first = buildTar([...small.slice(0, 150), { name: 'big', data: big }], { end: false });
+    const second = buildTar(small.slice(150));
+    const layer = Buffer.concat([gzip(first), gzip(second)]);
+    const result = await applyLayer(streamOf(layer, 1001), ws.target);
+    expect(result).toEqual({ diffID: sha256(Buffer.concat([first, second])), size: first.length + second.length, compression: 'gzip' });
+    expect((await fs.readFile(join(ws.target, 'big'))).equals(big)).toBe(true);
+    for (const { name, data } of small) expect(await fs.readFile(join(ws.target, name), 'utf8')).toBe(data);
+  });
+
+  it('forgets a directory it went through once a later entry replaces it (a symlink, then a real directory)', async () => {
+    const tar = buildTar([
+      { name: 'real/', type: '5' },
+      { name: 'link', type: '2', linkname: 'real' },
+      { name: 'link/a/', type: '5' },
+      { name: 'link/a/one', data: '1' },
+      { name: 'link/', type: '5' },
+      { name: 'link/a/two', data: '2' },
+      { name: 'real/a/three', data: '3' },
+    ]);
+    await applyLayer(streamOf(tar), ws.target);
+    expect(await listTree(ws.target)).toEqual(['link', 'link/a', 'link/a/two', 'real', 'real/a', 'real/a/one', 'real/a/three']);
+    expect((await fs.lstat(join(ws.target, 'link'))).isDirectory()).toBe(true);
+  });
+
   it('copes with a directory that a later entry of the same layer deletes or replaces', async () => {
     const tar = buildTar([
       { name: 'gone/', type: '5' },

@@ -2,12 +2,13 @@ import { createHash } from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
 import { errorKind, type Descriptor, type Snapshotter, type SnapshotInfo, type UnpackStatus } from '@berth/core';
-import { WalkingDiffer } from '@berth/differ';
+import { MediaTypes as LayerMediaTypes, WalkingDiffer } from '@berth/differ';
 import { NativeSnapshotter } from '@berth/snapshotter-native';
 import { OverlaySnapshotter } from '@berth/snapshotter-overlayfs';
 import { lgetxattr, lsetxattr } from '@berth/sys';
 import pino from 'pino';
-import { buildTar } from '../../differ/src/test-fixtures/tar-builder';
+import { buildTar, gzip } from '../../differ/src/test-fixtures/tar-builder';
+import { zstdLayer, zstdLayerEntries } from '../../differ/src/test-fixtures/zstd-fixtures';
 import { ApplyPool } from './apply-pool';
 import { chainIDs } from './chain-id';
 import { Unpacker, type UnpackTarget } from './unpacker';
@@ -16,6 +17,7 @@ import {
   describeTree,
   type FixtureImage,
   makeTempDir,
+  MediaTypes,
   MemoryBlobs,
   sha256,
   storeImage,
@@ -407,5 +409,29 @@ describeAsRoot('Unpacker on overlayfs: staged in workers gives the tree extracti
     // Layers 3 and 4 went in place, the first two were staged.
     expect(messages.filter((m) => m === 'staging a layer failed; extracting it in place')).toHaveLength(1);
     expect(messages.filter((m) => m === 'extracting a layer in place')).toHaveLength(1);
+    // In place, but in a worker, all three: the base layer into its plain directory, layers 3 and 4 on their lowers.
+    expect(messages.filter((m) => m === 'layer extracted in place by a worker')).toHaveLength(3);
+  });
+
+  it('stages a zstd layer in a worker too', async () => {
+    const blobs = new MemoryBlobs();
+    const base = buildTar([{ name: 'z/', type: '5', mode: 0o700, mtime: 1000 }, { name: 'z/old', data: 'old', mtime: 1000 }]);
+    const layers = [blobs.add(MediaTypes.layerGzip, gzip(base)), blobs.add(LayerMediaTypes.layerZstd, zstdLayer)];
+    const diffIDs = [sha256(base), sha256(buildTar(zstdLayerEntries()))];
+    const config = blobs.json(MediaTypes.config, { architecture: 'amd64', os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: diffIDs } });
+    const manifest = blobs.json(MediaTypes.manifest, {
+      schemaVersion: 2,
+      mediaType: MediaTypes.manifest,
+      config: { mediaType: config.mediaType, digest: config.digest, size: config.size },
+      layers: layers.map((l) => ({ mediaType: l.mediaType, digest: l.digest, size: l.size })),
+    });
+    const image: FixtureImage = { manifest, config, layers, diffIDs };
+    const inPlace = await unpackWith(false, blobs, image, []);
+    const messages: string[] = [];
+    const staged = await unpackWith(true, blobs, image, messages);
+    expect(staged).toEqual(inPlace);
+    expect(inPlace['z/hello.txt']).toMatch(/^file 644 0:0 mtime=\d+ hello from zstd/);
+    expect(inPlace['z/old']).toMatch(/^file 644 0:0 mtime=1000 old/);
+    expect(messages.filter((m) => m === 'layer staged')).toHaveLength(1);
   });
 });
