@@ -32,7 +32,7 @@ const { pipeline } = require('stream/promises');
 const { Transform } = require('stream');
 const { performance } = require('perf_hooks');
 const {
-  REPO, MiB, makeTempDir, removeTempDir, tempDirs, runContainerdState,
+  REPO, MiB, cleanupSync, makeTempDir, removeTempDir, tempDirs, runContainerdState,
   log, quantile, stats, isExecutable, which, sha256hex, loadavg,
   setNodeChildEnv, nodeChildEnv, timeSpawn, run, cliNodeArgs,
   keystream, textPool, tarHeader, gzip, OCI, startRegistry, stopRegistry,

@@ -198,11 +198,12 @@ async function untilAborted<T>(promise: Promise<T>, signal: AbortSignal | undefi
  *
  * Layers are applied in chain order, each as soon as its blob is there
  * (`blobReady`), so extraction overlaps the download of later layers. With a
- * `stager` (overlayfs), each layer is also extracted as soon as its blob is
- * there, in a worker thread of its own, into a parentless snapshot, and only
- * moved into its real snapshot in chain order (staged-apply.ts); layers that
- * cannot be staged are applied in place, as above. Either way the committed
- * snapshots are the same.
+ * `stager` (overlayfs), each layer but the base one is also extracted as soon
+ * as its blob is there, in a worker thread of its own, into a parentless
+ * snapshot, and only moved into its real snapshot in chain order
+ * (staged-apply.ts); the base layer, and layers that cannot be staged, are
+ * applied in place, as above, but in a worker too. The worker queue takes
+ * layers in chain order. Either way the committed snapshots are the same.
  */
 export class Unpacker {
   private readonly logger: Logger;
