@@ -21,7 +21,7 @@ const runtime = { name: 'io.containerd.runc.v2' };
 // One suite, two doors: containers behave the same in-process and over gRPC.
 describeAsRoot.each(
   bothDoors({
-    inProcess: { createBerth, name: 'createBerth (in-process, @berth/builtins)' },
+    inProcess: { createBerth, name: 'createBerth (in-process, @berth/builtins)', config: MANUAL_GC_CONFIG },
     remote: { config: MANUAL_GC_CONFIG },
   }),
 )('facade containers: %s', (_name, makeDoor) => {

@@ -1,3 +1,4 @@
+import * as fs from 'fs';
 import * as path from 'path';
 import { type Berth, connect, createBerth, type CreateBerthOptions } from '@berth/core';
 import { type BerthdHandle, makeTempDir, removeDir, startBerthd } from './daemon';
@@ -26,6 +27,8 @@ export interface InProcessDoorOptions {
   createBerth?: (options: CreateBerthOptions) => Promise<Berth>;
   /** Prefix of the temp dir holding root and state. */
   tempPrefix?: string;
+  /** TOML config, as berthd would read it (e.g. to run GC only when asked). */
+  config?: string;
 }
 
 export interface RemoteDoorOptions {
@@ -44,7 +47,12 @@ export function inProcessDoor(options: InProcessDoorOptions = {}): Door {
   return {
     name: options.name ?? IN_PROCESS_DOOR_NAME,
     async open() {
-      berth = await create({ root: path.join(dir, 'root'), state: path.join(dir, 'state') });
+      let config: string | undefined;
+      if (options.config !== undefined) {
+        config = path.join(dir, 'config.toml');
+        fs.writeFileSync(config, options.config);
+      }
+      berth = await create({ root: path.join(dir, 'root'), state: path.join(dir, 'state'), config });
       return berth;
     },
     dir: () => dir,

@@ -3,9 +3,7 @@ import { OCI_SPEC_TYPE_URL } from '../containers/types';
 import {
   AlreadyExistsError,
   FailedPreconditionError,
-  isAlreadyExists,
   isFailedPrecondition,
-  isInvalidArgument,
   isNotFound,
   NotFoundError,
 } from '../errdefs';

@@ -140,9 +140,7 @@ class NamespacedTasks implements TasksApi {
   }
 
   async get(containerId: string, execId?: string): Promise<ProcessState> {
-    const state = await (await this.process(containerId, execId)).state();
-    // A shim names an exec by its exec id; callers address it by container and exec id.
-    return { ...state, id: containerId, execId: execId ?? '' };
+    return (await this.process(containerId, execId)).state();
   }
 
   /** Init processes of the namespace's tasks; `filters` over `id`, `pid` and `status`. */
@@ -159,7 +157,7 @@ class NamespacedTasks implements TasksApi {
   /** A task's state for listings: one deleted meanwhile is left out, one that fails shows as unknown. */
   private async listedState(task: RuntimeTask): Promise<ProcessState | undefined> {
     try {
-      return { ...(await task.state()), id: task.id, execId: '' };
+      return await task.state();
     } catch (err) {
       if (isNotFound(err)) return undefined;
       this.logger.warn({ err, id: task.id, namespace: this.namespace }, 'get state of task');

@@ -1,21 +1,17 @@
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'fs';
 import { tmpdir } from 'os';
 import { join } from 'path';
-import { EventEnvelope, Exchange, FailedPreconditionError, NotFoundError, NotImplementedError, silentLogger, TaskTopics } from '@berth/core';
+import { EventEnvelope, Exchange, NotFoundError, NotImplementedError, silentLogger, TaskTopics } from '@berth/core';
 import {
-  Any,
   containerdEvents,
   eventsTtrpcV1,
   goZeroTime,
   packAny,
-  runcOptionsV1,
   shimTaskV2,
   taskTypesV1,
-  unpackAny,
 } from '@berth/proto';
 import { TtrpcCallContext, TtrpcConnection, TtrpcServer } from '@berth/ttrpc';
 import { ShimManager } from './shim-manager';
-import { OCI_PROCESS_TYPE_URL } from './shim-task';
 
 type Task = typeof shimTaskV2.TaskDefinition;
 

@@ -1,7 +1,7 @@
 import { constants } from 'os';
 import { Command, Option, type ParseOptionsResult } from 'commander';
 import { type Berth, InvalidArgumentError } from '@berth/core';
-import type { NewContainerOptions } from '@berth/builtins';
+import type { NewContainerOptions, TaskStdioOptions } from '@berth/builtins';
 import type { SpecMount } from '@berth/oci';
 import { packAny, runcOptionsV1 } from '@berth/proto';
 import type { CommandContext } from '../cli';
@@ -235,6 +235,34 @@ export function bindTerminal(
   };
 }
 
+/**
+ * Starts a created container's task with this terminal's stdio (none when
+ * detached), signals forwarded, and returns the exit code for the CLI.
+ */
+export async function startAttached(
+  client: Berth,
+  id: string,
+  runTask: (berth: Berth, id: string, options: TaskStdioOptions) => Promise<{ exitStatus?: number }>,
+  options: { tty: boolean; attachStdin: boolean; detach?: boolean; fifoDir?: string },
+): Promise<number> {
+  const terminal = options.detach ? undefined : bindTerminal(client, id, { tty: options.tty, forwardSignals: true });
+  try {
+    const result = await runTask(client, id, {
+      detach: options.detach,
+      fifoDir: options.fifoDir,
+      stdin: options.attachStdin ? process.stdin : undefined,
+      stdout: options.detach ? undefined : process.stdout,
+      stderr: options.detach ? undefined : process.stderr,
+      onCreated: () => terminal?.created(),
+      onStarted: () => terminal?.started(),
+    });
+    return exitCodeOf(result.exitStatus ?? 0);
+  } finally {
+    terminal?.restore();
+    if (options.attachStdin) releaseStdin();
+  }
+}
+
 /** `9`, `KILL`, `SIGKILL`, `sigkill` → 9. */
 export function signalNumber(text: string): number {
   if (/^\d+$/.test(text)) return Number(text);
@@ -280,21 +308,9 @@ export function registerRunCommand(program: Command, ctx: CommandContext, setExi
       await ctx.withClient(async (client) => {
         // The container first: a pull may take a while, and ^C should stop it.
         await newContainer(client, containerOptions(image, id, args, flags));
-        const terminal = flags.detach ? undefined : bindTerminal(client, id, { tty, forwardSignals: true });
         try {
-          const result = await runTask(client, id, {
-            detach: flags.detach,
-            fifoDir: flags.fifoDir,
-            stdin: attachStdin ? process.stdin : undefined,
-            stdout: flags.detach ? undefined : process.stdout,
-            stderr: flags.detach ? undefined : process.stderr,
-            onCreated: () => terminal?.created(),
-            onStarted: () => terminal?.started(),
-          });
-          setExitCode(exitCodeOf(result.exitStatus ?? 0));
+          setExitCode(await startAttached(client, id, runTask, { tty, attachStdin, detach: flags.detach, fifoDir: flags.fifoDir }));
         } finally {
-          terminal?.restore();
-          if (attachStdin) releaseStdin();
           if (flags.rm) await removeContainer(client, id, { force: true });
         }
       });

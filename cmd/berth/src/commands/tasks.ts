@@ -3,7 +3,7 @@ import type { AnyMessage, ProcessInfo, TaskMetric } from '@berth/core';
 import { cgroupsV1Metrics, cgroupsV2Metrics, isAnyOf, runcOptionsV1, unpackAny } from '@berth/proto';
 import type { CommandContext } from '../cli';
 import { formatTable, printListing } from '../output';
-import { bindTerminal, ContainerCommandLine, exitCodeOf, loadBuiltins, releaseStdin, signalNumber } from './run';
+import { bindTerminal, ContainerCommandLine, exitCodeOf, loadBuiltins, releaseStdin, signalNumber, startAttached } from './run';
 
 function collect(value: string, previous: string[] = []): string[] {
   return [...previous, value];
@@ -89,22 +89,7 @@ export function registerTaskCommands(program: Command, ctx: CommandContext, setE
       await ctx.withClient(async (client) => {
         const tty = containerSpec(await client.containers.get(id)).process?.terminal ?? false;
         const attachStdin = !opts.detach && (opts.interactive || tty);
-        const terminal = opts.detach ? undefined : bindTerminal(client, id, { tty, forwardSignals: true });
-        try {
-          const result = await runTask(client, id, {
-            detach: opts.detach,
-            fifoDir: opts.fifoDir,
-            stdin: attachStdin ? process.stdin : undefined,
-            stdout: opts.detach ? undefined : process.stdout,
-            stderr: opts.detach ? undefined : process.stderr,
-            onCreated: () => terminal?.created(),
-            onStarted: () => terminal?.started(),
-          });
-          setExitCode(exitCodeOf(result.exitStatus ?? 0));
-        } finally {
-          terminal?.restore();
-          if (attachStdin) releaseStdin();
-        }
+        setExitCode(await startAttached(client, id, runTask, { tty, attachStdin, detach: opts.detach, fifoDir: opts.fifoDir }));
       });
     });
 
